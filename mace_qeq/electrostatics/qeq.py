@@ -46,6 +46,8 @@ class QEqSolution(NamedTuple):
     charges: Tensor  # [N] q* (e)
     chemical_potential: Tensor  # [G] μ (eV/e)
     energy: Tensor  # [G] E_QEq(q*) (eV)
+    potential: Tensor  # [N] electrostatic potential (Φ q*)ᵢ at each atom (eV/e)
+    site_energy: Tensor  # [N] qᵢ (χᵢ + ½ Jᵢ qᵢ + ½ (Φq)ᵢ), summing to the energy (eV)
 
 
 def solve_qeq(
@@ -74,8 +76,8 @@ def solve_qeq(
             as in :func:`~mace_qeq.electrostatics.coulomb.coulomb_energy`.
 
     Returns:
-        :class:`QEqSolution` (charges [N], chemical_potential [G], energy [G]),
-        differentiable in every input.
+        :class:`QEqSolution` (charges [N], chemical_potential [G], energy [G],
+        potential [N], site_energy [N]), differentiable in every input.
     """
     structures = describe_structures(positions, cell, pbc, batch, None)
     check_per_atom(electronegativity, "electronegativity", structures, False)
@@ -105,4 +107,4 @@ def solve_qeq(
 
     potential = apply_coulomb(operator, charges)
     site_energy = charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
-    return QEqSolution(charges, mu, sum_per_structure(site_energy, structures))
+    return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy)

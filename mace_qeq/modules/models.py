@@ -1,0 +1,284 @@
+"""MACEQEq: MACE with charge equilibration and Ewald electrostatics.
+
+    E = E_0 + E_SR + E_el,    E_el = E_QEq(q*)  (or E_Coulomb(q*)),
+
+where q* minimises E_QEq under Σq = Q of each structure, with χ and J read out
+from the scalar features of one MACE layer (the last one, or, with charge
+feedback, the one before the last interaction, whose input then carries an
+embedding of q*). Forces and stress are −∂E/∂r and ∂E/∂ε through autograd; the
+electrostatic block sees MACE's strained positions *and* strained cell.
+
+The class extends ScaleShiftMACE so that MACE's training, calculator,
+fine-tuning and LAMMPS tools find the attributes they expect. Its forward is a
+copy of ScaleShiftMACE.forward with the electrostatics added (TorchScript
+cannot compile a call to ``super().forward``).
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from ase.data import covalent_radii
+from e3nn import o3
+from e3nn.util.jit import compile_mode
+from mace.modules.models import ScaleShiftMACE
+from mace.modules.utils import get_atomic_virials_stresses, get_outputs, prepare_graph
+from mace.tools.scatter import scatter_sum
+from torch import Tensor
+
+from .charge_embedding import ChargeEmbedding
+from .charge_equilibration import ChargeEquilibrationBlock
+from .readouts import ElectronegativityHardnessReadout, GaussianWidths
+
+#: The constructor options MACEQEq adds to ScaleShiftMACE's, with their defaults.
+QEQ_OPTIONS: Dict[str, Any] = {
+    "qeq_sigma": None,
+    "qeq_learnable_sigma": False,
+    "qeq_hardness": "element",
+    "qeq_energy": "qeq",
+    "qeq_charge_feedback": False,
+    "qeq_accuracy": 1e-8,
+}
+
+
+@compile_mode("script")
+class MACEQEq(ScaleShiftMACE):
+    """ScaleShiftMACE plus a χ/J readout and a QEq + Ewald block.
+
+    Args (besides ScaleShiftMACE's):
+        qeq_sigma: Gaussian width σ (Å) of each element, in the order of
+            ``atomic_numbers``; default: covalent radii.
+        qeq_learnable_sigma: train σ (kept > 0).
+        qeq_hardness: "element" (J per element) or "environment" (J per element
+            plus a readout of the node features).
+        qeq_energy: "qeq" adds E_QEq(q*); "coulomb" adds only ½ qᵀΦq.
+        qeq_charge_feedback: embed q* into the node features of the last
+            interaction (needs num_interactions ≥ 2).
+        qeq_accuracy: Ewald truncation tolerance.
+    """
+
+    def __init__(
+        self,
+        qeq_sigma: Optional[Sequence[float]] = None,
+        qeq_learnable_sigma: bool = False,
+        qeq_hardness: str = "element",
+        qeq_energy: str = "qeq",
+        qeq_charge_feedback: bool = False,
+        qeq_accuracy: float = 1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        atomic_numbers = [int(z) for z in kwargs["atomic_numbers"]]
+        if qeq_sigma is None:
+            qeq_sigma = [float(covalent_radii[z]) for z in atomic_numbers]
+        qeq_sigma = [float(s) for s in qeq_sigma]
+        if len(qeq_sigma) != len(atomic_numbers):
+            raise ValueError(
+                f"qeq_sigma needs one width per element {atomic_numbers}; got {len(qeq_sigma)} values"
+            )
+        num_interactions = int(kwargs["num_interactions"])
+        if qeq_charge_feedback and num_interactions < 2:
+            raise ValueError("qeq_charge_feedback needs num_interactions ≥ 2 (charges feed the last interaction)")
+        hidden_irreps = o3.Irreps(kwargs["hidden_irreps"])
+        self.num_qeq_features = hidden_irreps.count(o3.Irrep(0, 1))
+        self.qeq_layer = num_interactions - 2 if qeq_charge_feedback else num_interactions - 1
+        self.charge_feedback = qeq_charge_feedback
+        self.qeq_sigma = qeq_sigma
+        self.qeq_learnable_sigma = qeq_learnable_sigma
+        self.qeq_hardness = qeq_hardness
+        self.qeq_energy = qeq_energy
+        self.qeq_accuracy = qeq_accuracy
+
+        mlp_irreps = o3.Irreps(kwargs.get("MLP_irreps", "16x0e"))
+        self.qeq_readout = ElectronegativityHardnessReadout(
+            self.num_qeq_features,
+            len(atomic_numbers),
+            len(self.heads),
+            mlp_irreps,
+            kwargs.get("gate", torch.nn.functional.silu),
+            hardness=qeq_hardness,
+        )
+        self.gaussian_widths = GaussianWidths(qeq_sigma, learnable=qeq_learnable_sigma)
+        self.charge_equilibration = ChargeEquilibrationBlock(energy=qeq_energy, accuracy=qeq_accuracy)
+        if qeq_charge_feedback:
+            self.charge_embedding = ChargeEmbedding(self.num_qeq_features)
+
+    @torch.jit.unused
+    def qeq_options(self) -> Dict[str, Any]:
+        """The MACEQEq-specific constructor arguments of this model."""
+        return {
+            "qeq_sigma": list(self.qeq_sigma),
+            "qeq_learnable_sigma": self.qeq_learnable_sigma,
+            "qeq_hardness": self.qeq_hardness,
+            "qeq_energy": self.qeq_energy,
+            "qeq_charge_feedback": self.charge_feedback,
+            "qeq_accuracy": self.qeq_accuracy,
+        }
+
+    def forward(
+        self,
+        data: Dict[str, Tensor],
+        training: bool = False,
+        compute_force: bool = True,
+        compute_virials: bool = False,
+        compute_stress: bool = False,
+        compute_displacement: bool = False,
+        compute_hessian: bool = False,
+        compute_edge_forces: bool = False,
+        compute_atomic_stresses: bool = False,
+        lammps_mliap: bool = False,
+    ) -> Dict[str, Optional[Tensor]]:
+        ctx = prepare_graph(
+            data,
+            compute_virials=compute_virials,
+            compute_stress=compute_stress,
+            compute_displacement=compute_displacement,
+            lammps_mliap=lammps_mliap,
+        )
+        if ctx.is_lammps:
+            raise RuntimeError("MACEQEq needs absolute positions: LAMMPS ML-IAP is not supported")
+        num_atoms_arange = ctx.num_atoms_arange.to(torch.int64)
+        num_graphs = ctx.num_graphs
+        displacement = ctx.displacement
+        positions = ctx.positions
+        vectors = ctx.vectors
+        lengths = ctx.lengths
+        cell = ctx.cell
+        node_heads = ctx.node_heads.to(torch.int64)
+        interaction_kwargs = ctx.interaction_kwargs
+        batch = data["batch"]
+        node_attrs = data["node_attrs"]
+
+        # The electrostatics must see the strained geometry: prepare_graph strains
+        # data["positions"] but not the cell, so strain the cell here the same way.
+        strained_positions = data["positions"]
+        graph_cell = cell.view(-1, 3, 3)
+        if displacement is not None and (compute_virials or compute_stress or compute_displacement):
+            symmetric = 0.5 * (displacement + displacement.transpose(-1, -2))
+            graph_cell = graph_cell + torch.matmul(graph_cell, symmetric)
+        if "pbc" in data:
+            pbc = data["pbc"].view(-1, 3).to(torch.bool)
+        else:  # LAMMPS gives no pbc: periodic wherever the cell is non-singular
+            pbc = (torch.linalg.det(graph_cell).abs() > 1e-6)[:, None].expand(-1, 3)
+        if "total_charge" in data:
+            total_charge = data["total_charge"].to(vectors.dtype).view(-1)
+        else:
+            total_charge = torch.zeros(num_graphs, dtype=vectors.dtype, device=vectors.device)
+
+        node_e0 = self.atomic_energies_fn(node_attrs)[num_atoms_arange, node_heads]
+        e0 = scatter_sum(src=node_e0, index=batch, dim=0, dim_size=num_graphs).to(vectors.dtype)
+
+        node_feats = self.node_embedding(node_attrs)
+        edge_attrs = self.spherical_harmonics(vectors)
+        edge_feats, cutoff = self.radial_embedding(lengths, node_attrs, data["edge_index"], self.atomic_numbers)
+        if hasattr(self, "pair_repulsion"):
+            pair_node_energy = self.pair_repulsion_fn(lengths, node_attrs, data["edge_index"], self.atomic_numbers)
+        else:
+            pair_node_energy = torch.zeros_like(node_e0)
+
+        if hasattr(self, "joint_embedding"):
+            embedding_features: Dict[str, Tensor] = {}
+            for name, _ in self.embedding_specs.items():
+                embedding_features[name] = data[name]
+            node_feats += self.joint_embedding(batch, embedding_features)
+            if hasattr(self, "embedding_readout"):
+                embedding_node_energy = torch.atleast_1d(
+                    self.embedding_readout(node_feats, node_heads)[num_atoms_arange, node_heads].squeeze(-1)
+                )
+                e0 += scatter_sum(src=embedding_node_energy, index=batch, dim=0, dim_size=num_graphs)
+
+        sigma = self.gaussian_widths(node_attrs)
+        electronegativity = torch.zeros_like(sigma)
+        hardness = torch.zeros_like(sigma)
+        charges = torch.zeros_like(sigma)
+        chemical_potential = torch.zeros_like(total_charge)
+        electrostatic_energy = torch.zeros_like(total_charge)
+        electrostatic_node_energy = torch.zeros_like(sigma)
+
+        node_es_list = [pair_node_energy]
+        node_feats_list: List[Tensor] = []
+        for i, (interaction, product) in enumerate(zip(self.interactions, self.products)):
+            node_feats, sc = interaction(
+                node_attrs=node_attrs,
+                node_feats=node_feats,
+                edge_attrs=edge_attrs,
+                edge_feats=edge_feats,
+                edge_index=data["edge_index"],
+                cutoff=cutoff,
+                first_layer=(i == 0),
+                lammps_class=interaction_kwargs.lammps_class,
+                lammps_natoms=interaction_kwargs.lammps_natoms,
+            )
+            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
+            if i == self.qeq_layer:
+                electronegativity, hardness = self.qeq_readout(
+                    node_feats[:, : self.num_qeq_features], node_attrs, node_heads
+                )
+                electrostatics = self.charge_equilibration(
+                    strained_positions, electronegativity, hardness, sigma, total_charge, graph_cell, pbc, batch
+                )
+                charges = electrostatics.charges
+                chemical_potential = electrostatics.chemical_potential
+                electrostatic_energy = electrostatics.energy
+                electrostatic_node_energy = electrostatics.node_energy
+                if self.charge_feedback:
+                    node_feats = self.charge_embedding(node_feats, charges)
+            node_feats_list.append(node_feats)
+
+        for i, readout in enumerate(self.readouts):
+            feat_idx = -1 if len(self.readouts) == 1 else i
+            node_es_list.append(readout(node_feats_list[feat_idx], node_heads)[num_atoms_arange, node_heads])
+
+        node_feats_out = torch.cat(node_feats_list, dim=-1)
+        node_inter_es = torch.sum(torch.stack(node_es_list, dim=0), dim=0)
+        node_inter_es = self.scale_shift(node_inter_es, node_heads)
+        inter_e = scatter_sum(node_inter_es, batch, dim=-1, dim_size=num_graphs) + electrostatic_energy
+
+        total_energy = e0 + inter_e
+        node_energy = node_e0.double() + node_inter_es.double() + electrostatic_node_energy.double()
+        dipole = scatter_sum(charges[:, None] * positions, batch, dim=0, dim_size=num_graphs)
+
+        forces, virials, stress, hessian, edge_forces = get_outputs(
+            energy=inter_e,
+            positions=positions,
+            displacement=displacement,
+            vectors=vectors,
+            cell=cell,
+            training=training,
+            compute_force=compute_force,
+            compute_virials=compute_virials,
+            compute_stress=compute_stress,
+            compute_hessian=compute_hessian,
+            compute_edge_forces=compute_edge_forces or compute_atomic_stresses,
+        )
+        atomic_virials: Optional[Tensor] = None
+        atomic_stresses: Optional[Tensor] = None
+        if compute_atomic_stresses and edge_forces is not None:
+            atomic_virials, atomic_stresses = get_atomic_virials_stresses(
+                edge_forces=edge_forces,
+                edge_index=data["edge_index"],
+                vectors=vectors,
+                num_atoms=positions.shape[0],
+                batch=batch,
+                cell=cell,
+            )
+        return {
+            "energy": total_energy,
+            "node_energy": node_energy,
+            "interaction_energy": inter_e,
+            "forces": forces,
+            "edge_forces": edge_forces,
+            "virials": virials,
+            "stress": stress,
+            "atomic_virials": atomic_virials,
+            "atomic_stresses": atomic_stresses,
+            "hessian": hessian,
+            "displacement": displacement,
+            "node_feats": node_feats_out,
+            "charges": charges,
+            "dipole": dipole,
+            "electronegativity": electronegativity,
+            "hardness": hardness,
+            "sigma": sigma,
+            "electrostatic_energy": electrostatic_energy,
+            "chemical_potential": chemical_potential,
+        }
