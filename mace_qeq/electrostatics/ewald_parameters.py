@@ -55,7 +55,7 @@ def ewald_parameters(
     periodic = structures.periodic
     volume = structures.volume.detach()
     n_atoms = structures.num_atoms.to(volume.dtype).clamp(min=1.0)
-    sigma_max = torch.zeros_like(volume).index_reduce(
+    sigma_max = torch.zeros_like(volume).scatter_reduce(
         0, structures.batch, sigma.detach(), "amax", include_self=False
     )
     gamma_max = math.sqrt(2.0) * sigma_max

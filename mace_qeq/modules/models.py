@@ -220,7 +220,7 @@ class MACEQEq(ScaleShiftMACE):
                 chemical_potential = electrostatics.chemical_potential
                 electrostatic_energy = electrostatics.energy
                 electrostatic_node_energy = electrostatics.node_energy
-                if self.charge_feedback:
+                if hasattr(self, "charge_embedding"):
                     node_feats = self.charge_embedding(node_feats, charges)
             node_feats_list.append(node_feats)
 

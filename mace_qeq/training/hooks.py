@@ -1,0 +1,240 @@
+"""All the places where mace-torch 0.3.16's ``run_train`` must learn about MACEQEq.
+
+mace has no plugin registry: names are looked up by ``if/elif`` chains, and
+several paths fall back silently (an unknown loss becomes energy+forces, Stage
+Two and multihead fine-tuning replace the loss, the optimizer only sees the
+sub-modules it knows, a failed TorchScript compile is swallowed). ``register()``
+replaces exactly these look-ups, each where mace reads it at call time:
+
+| hook | target | without it |
+|---|---|---|
+| model | ``mace.cli.run_train.configure_model`` | ``--model MACEQEq`` is unknown; fine-tuning cannot load a foundation into it |
+| loss | ``mace.cli.run_train.get_loss_fn`` | ``--loss qeq`` silently becomes energy+forces; multihead FT forces "universal" |
+| stage two | ``mace.cli.run_train.get_swa`` | SWA/Stage Two silently drops the charge and dipole terms |
+| optimizer | ``mace.cli.run_train.get_params_options`` | the χ/J heads are never trained |
+| config | ``mace.tools.scripts_utils.extract_config_mace_model`` (and its by-name copies) | config.yaml, compile mode and head removal fail for MACEQEq |
+| metrics | ``mace.tools.train.MACELoss``, ``valid_err_log``, ``mace.cli.run_train.create_error_table`` | no charge or dipole errors in the logs and tables |
+
+``patches/mace-torch-0.3.16-plugin-registry.patch`` proposes the registry
+upstream that would make this module unnecessary.
+"""
+
+import importlib
+import logging
+from typing import Any, Dict
+
+import mace.cli.run_train as run_train
+import mace.tools.model_script_utils as model_script_utils
+import mace.tools.scripts_utils as scripts_utils
+import torch
+from ase.data import covalent_radii
+
+from mace_qeq.modules.models import QEQ_OPTIONS, MACEQEq
+
+from .loss import WeightedEnergyForcesChargesDipoleLoss
+from .metrics import QEqMetrics
+
+# mace.tools re-exports a *function* named ``train`` that shadows the module.
+mace_train = importlib.import_module("mace.tools.train")
+
+MODEL_NAME = "MACEQEq"
+LOSS_NAME = "qeq"
+ERROR_TABLE = "QEqRMSE"
+
+_original: Dict[str, Any] = {}
+
+
+def _remember(name: str, value: Any) -> Any:
+    return _original.setdefault(name, value)
+
+
+# ---------------------------------------------------------------- model and config
+
+
+def qeq_options_from_args(args) -> Dict[str, Any]:
+    """MACEQEq's constructor options from the command line (``--qeq_*``)."""
+    options = dict(QEQ_OPTIONS)
+    for key in options:
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    return options
+
+
+def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
+    """A MACEQEq carrying every weight of a ScaleShiftMACE ``backbone``; the new
+    χ/J heads (and charge embedding) keep their initialisation. ``qeq_sigma``
+    may be a {Z: σ} mapping; elements it omits get their covalent radius."""
+    config = _original["extract_config_mace_model"](backbone)
+    if "error" in config:
+        raise TypeError(f"cannot build MACEQEq on a {backbone.__class__.__name__}: {config['error']}")
+    options = dict(options)
+    if isinstance(options["qeq_sigma"], dict):
+        widths = options["qeq_sigma"]
+        options["qeq_sigma"] = [float(widths.get(int(z), covalent_radii[int(z)])) for z in config["atomic_numbers"]]
+    model = MACEQEq(**config, **options)
+    model.to(next(backbone.parameters()).dtype)
+    missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
+    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.")
+    if unexpected or any(not key.startswith(new) for key in missing):
+        raise RuntimeError(f"backbone weights do not fit MACEQEq: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+def configure_model(args, train_loader, atomic_energies, model_foundation=None, heads=None, z_table=None,
+                    head_configs=None):
+    if args.model != MODEL_NAME:
+        return _original["configure_model"](
+            args, train_loader, atomic_energies, model_foundation, heads, z_table, head_configs
+        )
+    # Let mace build (and, with --foundation_model, load) the plain MACE backbone
+    # exactly as for --model MACE, then add the electrostatics on top.
+    args.model = "MACE"
+    try:
+        backbone, output_args = _original["configure_model"](
+            args, train_loader, atomic_energies, model_foundation, heads, z_table, head_configs
+        )
+    finally:
+        args.model = MODEL_NAME
+    model = to_maceqeq(backbone, qeq_options_from_args(args))
+    if _user_loss(args) == LOSS_NAME:
+        output_args["stress"] = bool(args.compute_stress)
+        output_args["dipoles"] = True
+    logging.info(f"MACEQEq electrostatics: {model.qeq_options()}")
+    return model, output_args
+
+
+class _BackboneView:
+    """Shows a MACEQEq to mace's ``extract_config_mace_model`` as the ScaleShiftMACE it extends."""
+
+    def __init__(self, model: MACEQEq):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+_BackboneView.__name__ = "ScaleShiftMACE"
+
+
+def extract_config_mace_model(model: torch.nn.Module) -> Dict[str, Any]:
+    if isinstance(model, MACEQEq):
+        config = _original["extract_config_mace_model"](_BackboneView(model))
+        config.update(model.qeq_options())
+        return config
+    return _original["extract_config_mace_model"](model)
+
+
+# ---------------------------------------------------------------- loss and optimizer
+
+
+def _user_loss(args) -> str:
+    # Multihead fine-tuning overwrites args.loss with "universal" after parsing;
+    # the CLI keeps the user's choice in args.qeq_user_loss.
+    return getattr(args, "qeq_user_loss", None) or args.loss
+
+
+def qeq_loss(args, prefix: str = "") -> WeightedEnergyForcesChargesDipoleLoss:
+    weight = lambda name: getattr(args, f"{prefix}{name}")  # noqa: E731
+    return WeightedEnergyForcesChargesDipoleLoss(
+        energy_weight=weight("energy_weight"),
+        forces_weight=weight("forces_weight"),
+        stress_weight=weight("stress_weight") if args.compute_stress else 0.0,
+        charges_weight=weight("charges_weight"),
+        dipole_weight=weight("dipole_weight"),
+    )
+
+
+def get_loss_fn(args, dipole_only, compute_dipole):
+    if _user_loss(args) == LOSS_NAME:
+        return qeq_loss(args)
+    return _original["get_loss_fn"](args, dipole_only, compute_dipole)
+
+
+def get_swa(args, model, optimizer, swas, dipole_only=False):
+    if _user_loss(args) != LOSS_NAME:
+        return _original["get_swa"](args, model, optimizer, swas, dipole_only)
+    loss = args.loss
+    args.loss = "weighted"  # let mace build the SWA container, then put the QEq loss in it
+    try:
+        swa, swas = _original["get_swa"](args, model, optimizer, swas, dipole_only)
+    finally:
+        args.loss = loss
+    swa.loss_fn = qeq_loss(args, prefix="swa_")
+    logging.info(f"Stage Two loss function: {swa.loss_fn}")
+    return swa, swas
+
+
+def get_params_options(args, model):
+    """mace's parameter groups, plus one group for every parameter it leaves out."""
+    options = _original["get_params_options"](args, model)
+    for group in options["params"]:
+        group["params"] = list(group["params"])
+    grouped = {id(p) for group in options["params"] for p in group["params"]}
+    rest = [p for p in model.parameters() if id(p) not in grouped]
+    if rest:
+        options["params"].append({"name": "electrostatics", "params": rest, "weight_decay": 0.0, "lr": args.lr})
+    return options
+
+
+# ---------------------------------------------------------------- error reporting
+
+
+def valid_err_log(valid_loss, eval_metrics, logger, log_errors, epoch=None, valid_loader_name="Default"):
+    if log_errors != ERROR_TABLE:
+        return _original["valid_err_log"](valid_loss, eval_metrics, logger, log_errors, epoch, valid_loader_name)
+    _original["valid_err_log"](valid_loss, eval_metrics, logger, "PerAtomRMSE", epoch, valid_loader_name)
+    logging.info(f"    head: {valid_loader_name}, {_charge_dipole_summary(eval_metrics)}")
+
+
+def _charge_dipole_summary(metrics) -> str:
+    q, mu = metrics.get("rmse_q"), metrics.get("rmse_dipole")
+    q_text = "n/a" if q is None else f"{q * 1e3:8.2f} me"
+    mu_text = "n/a" if mu is None else f"{mu * 1e3:8.2f} me·Å"
+    return f"RMSE_Q={q_text}, RMSE_dipole={mu_text}"
+
+
+def create_error_table(table_type, all_data_loaders, model, loss_fn, output_args, log_wandb, device,
+                       distributed=False, skip_heads=None):
+    if table_type != ERROR_TABLE:
+        return _original["create_error_table"](
+            table_type, all_data_loaders, model, loss_fn, output_args, log_wandb, device, distributed, skip_heads
+        )
+    from prettytable import PrettyTable
+
+    table = PrettyTable()
+    table.field_names = ["config_type", "RMSE E / meV / atom", "RMSE F / meV / A", "relative F RMSE %",
+                         "RMSE Q / me", "RMSE dipole / me A"]
+    skip_heads = skip_heads or []
+    for name in sorted(all_data_loaders):
+        if any(skip in name for skip in skip_heads):
+            continue
+        _, metrics = mace_train.evaluate(model, loss_fn=loss_fn, data_loader=all_data_loaders[name],
+                                         output_args=output_args, device=device)
+        fmt = lambda v: "n/a" if v is None else f"{v * 1e3:8.2f}"  # noqa: E731
+        table.add_row([name, fmt(metrics["rmse_e_per_atom"]), fmt(metrics["rmse_f"]),
+                       f"{metrics['rel_rmse_f']:8.2f}", fmt(metrics["rmse_q"]), fmt(metrics["rmse_dipole"])])
+    return table
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register() -> None:
+    """Install every hook (idempotent)."""
+    replacements = [
+        (run_train, "configure_model", configure_model),
+        (run_train, "get_loss_fn", get_loss_fn),
+        (run_train, "get_swa", get_swa),
+        (run_train, "get_params_options", get_params_options),
+        (run_train, "create_error_table", create_error_table),
+        (scripts_utils, "extract_config_mace_model", extract_config_mace_model),
+        (run_train, "extract_config_mace_model", extract_config_mace_model),
+        (model_script_utils, "extract_config_mace_model", extract_config_mace_model),
+        (mace_train, "MACELoss", QEqMetrics),
+        (mace_train, "valid_err_log", valid_err_log),
+    ]
+    for module, name, replacement in replacements:
+        current = getattr(module, name)
+        if current is not replacement:
+            _remember(name, current)
+            setattr(module, name, replacement)
