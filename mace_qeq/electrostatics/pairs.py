@@ -6,10 +6,12 @@ the periodic images of an atom with itself (i, i, S ≠ 0) included once per ±S
 The displacement of a pair is rⱼ − rᵢ + S·cell, evaluated in torch from the
 integer shifts S so that gradients reach positions and cell (stress).
 
-The periodic neighbour search uses vesin (TorchScript-compatible, handles
-cut-offs larger than the cell); it runs once per periodic structure, since
-each has its own cell and cut-off. Isolated structures need no search: all
-their pairs are enumerated by index arithmetic for the whole batch at once.
+The periodic neighbour search uses vesin (cell lists, handles cut-offs
+larger than the cell) once per periodic structure, since each has its own cell
+and cut-off. Compiled TorchScript code uses a pure-torch search over lattice
+images instead, so that a saved model needs no compiled extension to load
+(MACE's calculator, LAMMPS). Isolated structures need no search: all their
+pairs are enumerated by index arithmetic for the whole batch at once.
 """
 
 from typing import List, NamedTuple
@@ -43,6 +45,43 @@ def isolated_pairs(structures: Structures, select: Tensor) -> PairList:
     return PairList(first, second, torch.zeros(first.shape[0], 3, dtype=structures.cell.dtype, device=device))
 
 
+def _image_search(positions: Tensor, cell: Tensor, cutoff: float) -> List[Tensor]:
+    """Half list (i, j, S) with |rⱼ − rᵢ + S·cell| < cutoff by looping over lattice images.
+
+    Atoms are wrapped into the cell first (r = r_w + O·cell with integer O), so
+    images |S'_d| ≤ ⌈cutoff / plane spacing_d⌉ + 1 of the wrapped atoms cover
+    every pair; the shift of the original atoms is S = S' + Oᵢ − Oⱼ. The
+    half list keeps S' = 0 with i < j and every (i, j) for S' in one half of
+    the image lattice (S and −S describe the same pair).
+    """
+    n = positions.shape[0]
+    inverse = torch.linalg.inv(cell)
+    fractional = positions @ inverse
+    offsets = torch.floor(fractional)
+    wrapped = positions - offsets @ cell
+    spacing = 1.0 / torch.linalg.norm(inverse, dim=0)  # distance between lattice planes
+    reach: List[int] = (torch.ceil(cutoff / spacing) + 1).to(torch.long).tolist()
+    first = torch.arange(n, device=positions.device)[:, None].expand(n, n)
+    second = torch.arange(n, device=positions.device)[None, :].expand(n, n)
+    firsts: List[Tensor] = []
+    seconds: List[Tensor] = []
+    shifts: List[Tensor] = []
+    for a in range(0, reach[0] + 1):
+        for b in range(-reach[1] if a > 0 else 0, reach[1] + 1):
+            for c in range(-reach[2] if (a > 0 or b > 0) else 0, reach[2] + 1):
+                image = torch.tensor([a, b, c], dtype=positions.dtype, device=positions.device)
+                vector = wrapped[None, :, :] - wrapped[:, None, :] + image @ cell
+                keep = (vector * vector).sum(dim=2) < cutoff * cutoff
+                if a == 0 and b == 0 and c == 0:
+                    keep = keep & (second > first)
+                i = first[keep]
+                j = second[keep]
+                firsts.append(i)
+                seconds.append(j)
+                shifts.append(image[None, :] + offsets[i] - offsets[j])
+    return [torch.cat(firsts), torch.cat(seconds), torch.cat(shifts)]
+
+
 def periodic_pairs(positions: Tensor, structures: Structures, select: Tensor, cutoff: Tensor) -> PairList:
     """Pairs with |rⱼ − rᵢ + S·cell| < cutoff[g] in each selected (periodic) structure."""
     firsts: List[Tensor] = []
@@ -54,10 +93,12 @@ def periodic_pairs(positions: Tensor, structures: Structures, select: Tensor, cu
         count = int(structures.num_atoms[g])
         if count == 0:
             continue
-        search = NeighborList(cutoff=float(cutoff[g]), full_list=False)
-        found = search.compute(
-            positions[start : start + count].detach(), structures.cell[g].detach(), True, "ijS", True
-        )
+        atoms = positions[start : start + count].detach()
+        cell = structures.cell[g].detach()
+        if torch.jit.is_scripting():
+            found = _image_search(atoms, cell, float(cutoff[g]))
+        else:
+            found = NeighborList(cutoff=float(cutoff[g]), full_list=False).compute(atoms, cell, True, "ijS", True)
         firsts.append(found[0].to(torch.long) + start)
         seconds.append(found[1].to(torch.long) + start)
         shifts.append(found[2].to(positions.dtype))
