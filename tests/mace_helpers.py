@@ -1,0 +1,67 @@
+"""Small MACEQEq models and batches built directly (no training) for the tests."""
+
+import ase
+import ase.build
+import numpy as np
+import torch
+
+import mace_qeq.modules  # noqa: F401  (imports mace before e3nn)
+from e3nn import o3
+from mace import data as mace_data
+from mace import modules as mace_modules
+from mace.tools import AtomicNumberTable, torch_geometric
+
+from mace_qeq.modules import MACEQEq
+
+ELEMENTS = [11, 17]  # Na, Cl
+R_MAX = 4.0
+
+
+def backbone_config(num_channels=8, max_L=1, heads=None):
+    return dict(
+        r_max=R_MAX, num_bessel=6, num_polynomial_cutoff=5, max_ell=2,
+        interaction_cls=mace_modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=mace_modules.interaction_classes["RealAgnosticInteractionBlock"],
+        num_interactions=2, num_elements=len(ELEMENTS),
+        hidden_irreps=o3.Irreps(f"{num_channels}x0e" + (f"+{num_channels}x1o" if max_L else "")),
+        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.zeros((len(heads or [0]), len(ELEMENTS))),
+        avg_num_neighbors=6.0, atomic_numbers=ELEMENTS, correlation=2, gate=torch.nn.functional.silu,
+        atomic_inter_scale=[1.0] * len(heads or [0]), atomic_inter_shift=[0.0] * len(heads or [0]),
+        heads=heads,
+    )
+
+
+def make_model(seed=0, heads=None, **qeq):
+    torch.manual_seed(seed)
+    model = MACEQEq(**backbone_config(heads=heads), **qeq)
+    with torch.no_grad():  # visible charges from the start: spread the per-element electronegativities
+        model.qeq_readout.electronegativity_offset[:, :] = torch.tensor([[-2.0], [2.0]])
+    return model
+
+
+def nacl_cell(repeat=(2, 1, 1), rattle=0.15, seed=1, triclinic=True):
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64) * repeat
+    if triclinic:
+        atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.05, 0.0], [0.02, 1.0, 0.04], [0.0, 0.03, 1.0]]),
+                       scale_atoms=True)
+    atoms.rattle(rattle, seed=seed)
+    return atoms
+
+
+def nacl_cluster(seed=2):
+    atoms = ase.Atoms("NaClNaCl", positions=[[0, 0, 0], [2.8, 0, 0], [2.8, 2.8, 0], [0, 2.8, 0.3]])
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def to_batch(structures, total_charges, heads=None):
+    """MACE's batch dict, the way the trainer and calculator build it."""
+    z_table = AtomicNumberTable(ELEMENTS)
+    keyspec = mace_data.KeySpecification(info_keys={"total_charge": "total_charge"}, arrays_keys={})
+    graphs = []
+    for atoms, charge in zip(structures, total_charges):
+        atoms = atoms.copy()
+        atoms.info["total_charge"] = charge
+        config = mace_data.config_from_atoms(atoms, key_specification=keyspec)
+        graphs.append(mace_data.AtomicData.from_config(config, z_table=z_table, cutoff=R_MAX, heads=heads))
+    return torch_geometric.batch.Batch.from_data_list(graphs).to_dict()
