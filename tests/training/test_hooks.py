@@ -1,0 +1,103 @@
+"""Each hook into mace's run_train, in process."""
+
+import argparse
+
+import pytest
+import torch
+
+import mace.cli.run_train as run_train
+import mace.tools.scripts_utils as scripts_utils
+from mace_qeq.cli.run_train import build_parser
+from mace_qeq.modules import MACEQEq
+from mace_qeq.training import WeightedEnergyForcesChargesDipoleLoss
+from mace_qeq.training.hooks import register, to_maceqeq
+
+from mace.modules import ScaleShiftMACE
+
+from ..mace_helpers import backbone_config, make_model, nacl_cell, nacl_cluster, to_batch
+
+torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hooks():
+    register()
+    register()  # idempotent
+
+
+def parsed(*extra):
+    args = build_parser().parse_args(["--name", "t", "--train_file", "x.xyz", *extra])
+    args.qeq_user_loss = args.loss
+    return args
+
+
+def test_loss_survives_multihead_finetuning_override():
+    args = parsed("--charges_weight", "7")
+    args.loss = "universal"  # what run() does for multihead fine-tuning
+    loss = run_train.get_loss_fn(args, False, False)
+    assert isinstance(loss, WeightedEnergyForcesChargesDipoleLoss)
+    assert float(loss.charges_weight) == 7.0
+
+
+def test_other_losses_are_mace_s():
+    args = parsed("--loss", "weighted")
+    assert type(run_train.get_loss_fn(args, False, False)).__name__ == "WeightedEnergyForcesLoss"
+
+
+def test_stage_two_keeps_the_charge_terms():
+    args = parsed("--swa", "--start_swa", "1", "--max_num_epochs", "3", "--swa_charges_weight", "4")
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters())
+    swa, _ = run_train.get_swa(args, model, optimizer, [False])
+    assert isinstance(swa.loss_fn, WeightedEnergyForcesChargesDipoleLoss)
+    assert float(swa.loss_fn.charges_weight) == 4.0
+
+
+def test_every_parameter_is_in_an_optimizer_group():
+    args = parsed("--qeq_hardness", "environment", "--qeq_learnable_sigma", "--qeq_charge_feedback")
+    model = make_model(qeq_hardness="environment", qeq_learnable_sigma=True, qeq_charge_feedback=True)
+    options = run_train.get_params_options(args, model)
+    grouped = {id(p) for group in options["params"] for p in group["params"]}
+    assert all(id(p) in grouped for p in model.parameters())
+    assert sum(len(g["params"]) for g in options["params"]) == len(list(model.parameters()))
+    torch.optim.Adam(**options)  # a valid optimizer definition
+
+
+def test_config_round_trip():
+    model = make_model(qeq_hardness="environment", qeq_charge_feedback=True, qeq_sigma=[1.1, 1.3])
+    config = scripts_utils.extract_config_mace_model(model)
+    assert config["qeq_sigma"] == [1.1, 1.3] and config["qeq_charge_feedback"] is True
+    rebuilt = MACEQEq(**config)
+    rebuilt.load_state_dict(model.state_dict())
+    batch = to_batch([nacl_cell(), nacl_cluster()], [1.0, 0.0])
+    torch.testing.assert_close(rebuilt(dict(batch))["energy"], model(dict(batch))["energy"])
+    # the calculator's compile path rebuilds the model the same way
+    copy = scripts_utils.extract_model(model)
+    torch.testing.assert_close(copy(dict(batch))["energy"], model(dict(batch))["energy"])
+
+
+def test_backbone_weights_carry_over():
+    plain = ScaleShiftMACE(**backbone_config())
+    model = to_maceqeq(plain, {"qeq_sigma": {11: 0.9}, "qeq_learnable_sigma": False, "qeq_hardness": "element",
+                               "qeq_energy": "qeq", "qeq_charge_feedback": False, "qeq_accuracy": 1e-8})
+    for name, value in plain.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+    assert model.qeq_sigma[0] == 0.9  # Na as given, Cl its covalent radius
+    assert model.qeq_sigma[1] == pytest.approx(1.02)
+
+
+def test_plugin_arguments_are_documented():
+    text = build_parser().format_help()
+    for option in ("--qeq_sigma", "--qeq_hardness", "--qeq_energy", "--qeq_charge_feedback", "--charges_weight"):
+        assert option in text
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--qeq_sigma", "[1, 2]"])
+
+
+def test_parser_keeps_every_mace_flag():
+    from mace.tools import build_default_arg_parser
+
+    ours = {s for a in build_parser()._actions for s in a.option_strings}
+    theirs = {s for a in build_default_arg_parser()._actions for s in a.option_strings}
+    assert theirs <= ours
+    assert isinstance(build_parser(), argparse.ArgumentParser)
