@@ -1,0 +1,60 @@
+"""The mace-qeq plugin: what ``mace_run_train`` needs to train MACEQEq.
+
+Used by ``mace_qeq_run_train`` and, once mace-torch carries the plugin
+mechanism of ``patches/mace-torch-0.3.16-plugin-registry.patch``, by stock
+``mace_run_train`` through the ``mace.plugins`` entry point.
+"""
+
+import argparse
+import json
+
+from mace_qeq.training.hooks import ERROR_TABLE, LOSS_NAME, MODEL_NAME, register
+
+
+def _extend_choices(parser: argparse.ArgumentParser, option: str, value: str) -> None:
+    for action in parser._actions:  # pylint: disable=protected-access
+        if option in action.option_strings and action.choices is not None and value not in action.choices:
+            action.choices = list(action.choices) + [value]
+
+
+def _widths(text: str):
+    """--qeq_sigma '{"Na": 1.0, "Cl": 1.2}' or '{"11": 1.0}' → {Z: σ}."""
+    from ase.data import atomic_numbers
+
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError
+        return {int(k) if str(k).isdigit() else atomic_numbers[k]: float(v) for k, v in raw.items()}
+    except (ValueError, KeyError) as error:
+        raise argparse.ArgumentTypeError(
+            f"--qeq_sigma takes a JSON object {{element: width in Å}}, e.g. '{{\"Na\": 1.0}}'; got {text!r}"
+        ) from error
+
+
+def extend_parser(parser: argparse.ArgumentParser) -> None:
+    """Add MACEQEq, the qeq loss, the QEqRMSE table and the --qeq_* options; install the hooks."""
+    _extend_choices(parser, "--model", MODEL_NAME)
+    _extend_choices(parser, "--loss", LOSS_NAME)
+    _extend_choices(parser, "--error_table", ERROR_TABLE)
+    group = parser.add_argument_group("mace-qeq (charge equilibration)")
+    group.add_argument("--qeq_sigma", type=_widths, default=None,
+                       help='Gaussian charge width per element in Å, JSON, e.g. \'{"Na": 1.0, "Cl": 1.2}\'; '
+                            "elements not given use their covalent radius (default: all covalent radii)")
+    group.add_argument("--qeq_learnable_sigma", action="store_true", help="train the Gaussian widths")
+    group.add_argument("--qeq_hardness", choices=["element", "environment"], default="element",
+                       help="hardness J per element, or per element plus a readout of the environment")
+    group.add_argument("--qeq_energy", choices=["qeq", "coulomb"], default="qeq",
+                       help="add E_QEq(q*) (NequIP-LR, default) or only the Coulomb energy (4G-HDNNP)")
+    group.add_argument("--qeq_charge_feedback", action="store_true",
+                       help="feed the equilibrated charges into the last interaction layer")
+    group.add_argument("--qeq_accuracy", type=float, default=1e-8, help="Ewald truncation tolerance")
+    group.add_argument("--charges_weight", type=float, default=10.0, help="weight of the REF_charges loss term")
+    group.add_argument("--swa_charges_weight", type=float, default=10.0,
+                       help="weight of the REF_charges loss term in Stage Two")
+    register()
+
+
+def prepare_args(args: argparse.Namespace) -> None:
+    """Keep the user's loss: multihead fine-tuning overwrites ``args.loss`` inside ``run``."""
+    args.qeq_user_loss = args.loss
