@@ -17,20 +17,31 @@ x = −A⁻¹χ, y = A⁻¹1, μ = (Q − Σx) / Σy, q* = x + μ y, so Σq* = Q
 μ = χᵢ + (A q*)ᵢ (the same for every atom) is the equalised electronegativity,
 the chemical potential μ = ∂E_QEq(q*)/∂Q (eV/e).
 
-The dense solve is batched over structures of different sizes by zero padding
-(padded rows carry an identity block), and autograd flows through it, so
-forces, stress and derivatives of the charges (charge losses, force training
-by double backward) come out of the same graph.
+Two solvers, chosen by ``method``:
+
+* ``"dense"``: Cholesky of the zero-padded [G, n_max, n_max] matrices, batched
+  over structures of different sizes (padded rows carry an identity block).
+  Autograd flows through it: forces, stress, derivatives of the charges and
+  second derivatives (force training) all come out of the same graph. O(n³)
+  time, O(n²) memory.
+* ``"iterative"``: matrix-free projected conjugate gradients
+  (:mod:`.iterative`), O(pairs + N K) per iteration and memory linear in the
+  pairs and k-vectors. Energy, forces and stress are exact by the envelope
+  theorem (E_QEq is stationary in q); derivatives of the charges come from
+  implicit differentiation (one adjoint solve) when ``differentiate_charges``;
+  no second derivatives. Eager mode only (TorchScript uses the dense path).
+* ``"auto"`` (default): dense up to ``dense_limit`` atoms per structure.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .coulomb import apply_coulomb, coulomb_matrix, coulomb_operator
+from .coulomb import CoulombOperator, apply_coulomb, coulomb_matrix, coulomb_operator
 from .ewald_parameters import ewald_parameters
 from .structures import (
+    Structures,
     check_per_atom,
     check_per_structure,
     describe_structures,
@@ -48,6 +59,8 @@ class QEqSolution(NamedTuple):
     energy: Tensor  # [G] E_QEq(q*) (eV)
     potential: Tensor  # [N] electrostatic potential (Φ q*)ᵢ at each atom (eV/e)
     site_energy: Tensor  # [N] qᵢ (χᵢ + ½ Jᵢ qᵢ + ½ (Φq)ᵢ), summing to the energy (eV)
+    iterations: int  # conjugate-gradient iterations (0 for the dense solve)
+
 
 
 def solve_qeq(
@@ -63,8 +76,14 @@ def solve_qeq(
     smearing: Optional[float] = None,
     real_space_cutoff: Optional[float] = None,
     kspace_cutoff: Optional[float] = None,
+    method: str = "auto",
+    dense_limit: int = 2000,
+    tolerance: float = 1e-7,
+    max_iterations: int = 1000,
+    initial_charges: Optional[Tensor] = None,
+    differentiate_charges: bool = True,
 ) -> QEqSolution:
-    """Equilibrate the charges of a batch of structures (dense direct solve).
+    """Equilibrate the charges of a batch of structures.
 
     Args:
         positions: [N, 3] (Å).
@@ -74,10 +93,18 @@ def solve_qeq(
         total_charge: [G] Q of each structure (e).
         cell, pbc, batch, accuracy, smearing, real_space_cutoff, kspace_cutoff:
             as in :func:`~mace_qeq.electrostatics.coulomb.coulomb_energy`.
+        method: "dense", "iterative" or "auto" (see the module docstring).
+        dense_limit: "auto" solves structures of up to this many atoms densely.
+        tolerance: iterative path: largest preconditioned charge update (e) at convergence.
+        max_iterations: iterative path: raise ``ConvergenceError`` beyond this.
+        initial_charges: iterative path: warm start [N] (e.g. the previous MD step).
+        differentiate_charges: iterative path: attach derivatives of the
+            charges (implicit differentiation); without them the charges are
+            constants, which leaves energy, forces and stress exact.
 
     Returns:
         :class:`QEqSolution` (charges [N], chemical_potential [G], energy [G],
-        potential [N], site_energy [N]), differentiable in every input.
+        potential [N], site_energy [N], iterations), differentiable in every input.
     """
     structures = describe_structures(positions, cell, pbc, batch, None)
     check_per_atom(electronegativity, "electronegativity", structures, False)
@@ -86,7 +113,31 @@ def solve_qeq(
     check_per_structure(total_charge, "total_charge", structures)
     parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
     operator = coulomb_operator(positions, sigma, structures, parameters)
+    if method not in ("auto", "dense", "iterative"):
+        raise ValueError("method must be 'auto', 'dense' or 'iterative'; got '{}'".format(method))
+    iterative = method == "iterative" or (method == "auto" and structures.max_atoms > dense_limit)
+    iterations = 0
+    if iterative and not torch.jit.is_scripting():
+        charges, mu, iterations = _iterative_charges(
+            operator, electronegativity, hardness, total_charge, initial_charges, tolerance, max_iterations,
+            differentiate_charges,
+        )
+    else:
+        charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
 
+    potential = apply_coulomb(operator, charges)
+    site_energy = charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
+    return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy, iterations)
+
+
+def _dense_charges(
+    operator: CoulombOperator,
+    structures: Structures,
+    electronegativity: Tensor,
+    hardness: Tensor,
+    total_charge: Tensor,
+    dtype: torch.dtype,
+) -> Tuple[Tensor, Tensor]:
     occupied = to_padded(torch.ones_like(hardness), structures)
     diagonal = to_padded(hardness, structures) + (1.0 - occupied)  # identity block on padding
     matrix = coulomb_matrix(operator) + torch.diag_embed(diagonal)
@@ -95,16 +146,33 @@ def solve_qeq(
         g = int(torch.nonzero(info != 0)[0, 0])
         raise ValueError(
             "QEq matrix diag(J) + Φ of structure {} is not positive definite in {}; "
-            "check hardness and sigma, or use float64".format(g, positions.dtype)
+            "check hardness and sigma, or use float64".format(g, dtype)
         )
     right_hand_sides = torch.stack([-to_padded(electronegativity, structures), occupied], dim=2)
     solutions = torch.cholesky_solve(right_hand_sides, factor)
     x = solutions[:, :, 0]
     y = solutions[:, :, 1]
-    total_charge = total_charge.to(positions.dtype)
-    mu = (total_charge - x.sum(dim=1)) / y.sum(dim=1)
-    charges = from_padded(x + mu[:, None] * y, structures)
+    mu = (total_charge.to(dtype) - x.sum(dim=1)) / y.sum(dim=1)
+    return from_padded(x + mu[:, None] * y, structures), mu
 
-    potential = apply_coulomb(operator, charges)
-    site_energy = charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
-    return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy)
+
+@torch.jit.unused
+def _iterative_charges(
+    operator: CoulombOperator,
+    electronegativity: Tensor,
+    hardness: Tensor,
+    total_charge: Tensor,
+    initial_charges: Optional[Tensor],
+    tolerance: float,
+    max_iterations: int,
+    differentiate_charges: bool,
+) -> Tuple[Tensor, Tensor, int]:
+    from .iterative import implicit_charges, projected_conjugate_gradient
+
+    solution = projected_conjugate_gradient(
+        operator, electronegativity, hardness, total_charge, initial_charges, tolerance, max_iterations
+    )
+    charges = solution.charges
+    if differentiate_charges and torch.is_grad_enabled():
+        charges = implicit_charges(operator, electronegativity, hardness, solution, tolerance, max_iterations)
+    return charges, solution.chemical_potential, solution.iterations

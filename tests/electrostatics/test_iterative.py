@@ -1,0 +1,109 @@
+"""The matrix-free iterative QEq path against the dense solve and finite differences."""
+
+import pytest
+import torch
+
+from mace_qeq.electrostatics import solve_qeq
+from mace_qeq.electrostatics.iterative import ConvergenceError
+
+from .systems import PERIODIC, triclinic_system
+from .test_batching import mixed_batch
+
+F64 = torch.float64
+TIGHT = dict(accuracy=1e-12, tolerance=1e-11)
+
+
+def energy_forces_stress(method, positions, chi, hardness, sigma, total, cell, pbc, batch=None):
+    strain = torch.zeros(len(total), 3, 3, dtype=F64, requires_grad=True)
+    r = positions.clone().requires_grad_(True)
+    graph = torch.zeros(len(positions), dtype=torch.long) if batch is None else batch
+    cells = cell if cell.dim() == 3 else cell.expand(len(total), 3, 3)
+    strained_r = r + torch.einsum("ni,nij->nj", r, strain[graph])
+    strained_cell = cells + torch.bmm(cells, strain)
+    solution = solve_qeq(strained_r, chi, hardness, sigma, total, strained_cell, pbc, batch, method=method, **TIGHT)
+    forces, virial = torch.autograd.grad(-solution.energy.sum(), [r, strain])
+    return solution, forces, virial
+
+
+@pytest.mark.parametrize("total", [0.0, 1.0])
+def test_iterative_equals_dense_in_a_mixed_batch(total):
+    _, (positions, chi, hardness, sigma, totals, cells, pbc, batch) = mixed_batch()
+    totals = totals + total
+    dense = energy_forces_stress("dense", positions, chi, hardness, sigma, totals, cells, pbc, batch)
+    iterative = energy_forces_stress("iterative", positions, chi, hardness, sigma, totals, cells, pbc, batch)
+    assert iterative[0].iterations > 0
+    torch.testing.assert_close(iterative[0].energy, dense[0].energy, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(iterative[0].charges, dense[0].charges, rtol=0, atol=1e-9)
+    torch.testing.assert_close(iterative[0].chemical_potential, dense[0].chemical_potential, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(iterative[1], dense[1], rtol=1e-6, atol=1e-9)  # forces
+    torch.testing.assert_close(iterative[2], dense[2], rtol=1e-6, atol=1e-9)  # virial (stress × V)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_implicit_derivatives_of_the_charges_equal_dense_autograd(periodic):
+    positions, chi, hardness, sigma, cell = triclinic_system(6, seed=3)
+    cell, pbc = (cell, PERIODIC) if periodic else (None, None)
+    total = torch.tensor([0.5], dtype=F64)
+    weights = torch.linspace(-1.0, 2.0, 6, dtype=F64)
+    gradients = []
+    for method in ("dense", "iterative"):
+        inputs = [t.clone().requires_grad_(True) for t in (positions, chi, hardness, sigma)]
+        q = solve_qeq(*inputs, total, cell, pbc, method=method, **TIGHT).charges
+        loss = (weights * q**2).sum() + (q[:, None] * inputs[0]).sum(0).norm()  # a charge and a dipole loss
+        gradients.append(torch.autograd.grad(loss, inputs))
+    for dense, iterative in zip(*gradients):
+        torch.testing.assert_close(iterative, dense, rtol=1e-6, atol=1e-9)
+
+
+def test_iterative_forces_match_finite_differences():
+    positions, chi, hardness, sigma, cell = triclinic_system(5, seed=12)
+    total = torch.tensor([-1.0], dtype=F64)
+
+    def energy(r):
+        return solve_qeq(r, chi, hardness, sigma, total, cell, PERIODIC, method="iterative", **TIGHT).energy[0]
+
+    r = positions.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(energy(r), r)
+    h = 1e-5
+    for atom, direction in [(0, 0), (2, 1), (4, 2)]:
+        step = torch.zeros_like(positions)
+        step[atom, direction] = h
+        numeric = (energy(positions + step) - energy(positions - step)) / (2 * h)
+        assert float(gradient[atom, direction]) == pytest.approx(float(numeric), rel=1e-6, abs=1e-9)
+
+
+def test_warm_start_needs_fewer_iterations():
+    positions, chi, hardness, sigma, cell = triclinic_system(40, seed=13)
+    total = torch.tensor([1.0], dtype=F64)
+    cold = solve_qeq(positions, chi, hardness, sigma, total, cell, PERIODIC, method="iterative", tolerance=1e-8)
+    moved = positions + 0.01 * torch.randn(positions.shape, generator=torch.Generator().manual_seed(0), dtype=F64)
+    again = solve_qeq(moved, chi, hardness, sigma, total, cell, PERIODIC, method="iterative", tolerance=1e-8)
+    warm = solve_qeq(moved, chi, hardness, sigma, total, cell, PERIODIC, method="iterative", tolerance=1e-8,
+                     initial_charges=cold.charges)
+    assert warm.iterations < again.iterations
+    torch.testing.assert_close(warm.charges, again.charges, rtol=0, atol=1e-7)
+
+
+def test_non_convergence_raises_a_clear_error():
+    positions, chi, hardness, sigma, cell = triclinic_system(30, seed=14)
+    with pytest.raises(ConvergenceError, match=r"did not converge in 2 iterations for structures \[0\]"):
+        solve_qeq(positions, chi, hardness, sigma, torch.tensor([0.0], dtype=F64), cell, PERIODIC,
+                  method="iterative", max_iterations=2)
+
+
+def test_second_derivatives_are_refused_on_the_iterative_path():
+    positions, chi, hardness, sigma, cell = triclinic_system(5, seed=15)
+    chi = chi.clone().requires_grad_(True)
+    r = positions.clone().requires_grad_(True)
+    q = solve_qeq(r, chi, hardness, sigma, torch.tensor([0.0], dtype=F64), cell, PERIODIC, method="iterative").charges
+    with pytest.raises(RuntimeError, match="second derivatives through the iterative QEq solve"):
+        torch.autograd.grad((q**2).sum(), r, create_graph=True)
+
+
+def test_auto_switches_by_size():
+    positions, chi, hardness, sigma, cell = triclinic_system(12, seed=16)
+    total = torch.tensor([0.0], dtype=F64)
+    assert solve_qeq(positions, chi, hardness, sigma, total, cell, PERIODIC).iterations == 0
+    assert solve_qeq(positions, chi, hardness, sigma, total, cell, PERIODIC, dense_limit=10).iterations > 0
+    with pytest.raises(ValueError, match="method must be"):
+        solve_qeq(positions, chi, hardness, sigma, total, cell, PERIODIC, method="magic")
