@@ -61,9 +61,16 @@ class CoulombOperator(NamedTuple):
 
 
 def coulomb_operator(
-    positions: Tensor, sigma: Tensor, structures: Structures, parameters: EwaldParameters
+    positions: Tensor,
+    sigma: Tensor,
+    structures: Structures,
+    parameters: EwaldParameters,
+    include_reciprocal: bool = True,
 ) -> CoulombOperator:
-    """Evaluate the geometry-dependent parts of Φ (differentiable in positions, cell and σ)."""
+    """Evaluate the geometry-dependent parts of Φ (differentiable in positions, cell and σ).
+
+    ``include_reciprocal=False`` leaves out the k-space sum (for a caller that
+    adds it by particle-mesh Ewald, see :mod:`.mesh`)."""
     batch = structures.batch
     periodic = structures.periodic
     zero = torch.zeros_like(parameters.smearing)
@@ -80,7 +87,10 @@ def coulomb_operator(
         1.0 / (math.sqrt(math.pi) * sigma) - math.sqrt(2.0 / math.pi) * inverse_eta[batch]
     )
 
-    lattice = reciprocal_lattice(structures, parameters.smearing, parameters.kspace_cutoff)
+    kspace_cutoff = parameters.kspace_cutoff
+    if not include_reciprocal:
+        kspace_cutoff = torch.zeros_like(kspace_cutoff)
+    lattice = reciprocal_lattice(structures, parameters.smearing, kspace_cutoff)
     kr = phases(positions, structures, lattice)
 
     eta = torch.where(periodic, parameters.smearing, zero)

@@ -23,13 +23,16 @@ Derivatives (see :func:`implicit_charges`):
   training) are not available: train on the dense path.
 """
 
-from typing import NamedTuple, Optional, Tuple
+import math
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .coulomb import CoulombOperator, apply_coulomb
-from .structures import sum_per_structure
+from .coulomb import CoulombOperator, apply_coulomb, coulomb_operator
+from .ewald_parameters import ewald_parameters
+from .structures import Structures, sum_per_structure
+from .units import COULOMB_CONSTANT
 
 
 class ConvergenceError(RuntimeError):
@@ -42,17 +45,29 @@ class IterativeSolution(NamedTuple):
     iterations: int
 
 
-def jacobi_diagonal(operator: CoulombOperator, hardness: Tensor) -> Tensor:
-    """diag(A) = J + diag(Φ) (eV/e²), from the factors of Φ without forming it."""
-    structures = operator.structures
-    batch = structures.batch
-    diagonal = hardness + operator.self_interaction
+class QEqMatrix(NamedTuple):
+    """A = diag(J) + Φ as a linear operator: Φ q by ``coulomb`` (differentiable), and diag(Φ)."""
+
+    coulomb: Callable[[Tensor], Tensor]
+    coulomb_diagonal: Tensor  # [N] (eV/e²), for the Jacobi preconditioner
+    hardness: Tensor  # [N]
+    structures: Structures
+
+    def apply(self, charges: Tensor) -> Tensor:
+        return self.hardness * charges + self.coulomb(charges)
+
+
+def coulomb_diagonal(operator: CoulombOperator) -> Tensor:
+    """diag(Φ) (eV/e²) from the factors of Φ, without forming it."""
+    batch = operator.structures.batch
+    diagonal = operator.self_interaction.detach()
     if operator.kspace_weights.shape[1] > 0:  # c_k² + s_k² = 1
-        diagonal = diagonal + operator.kspace_weights.sum(dim=1)[batch]
+        diagonal = diagonal + operator.kspace_weights.detach().sum(dim=1)[batch]
     own_images = operator.pairs.first == operator.pairs.second
-    diagonal = diagonal.index_add(0, operator.pairs.first[own_images], 2.0 * operator.pair_interaction[own_images])
-    diagonal = diagonal + operator.background[batch] * (operator.smearing_squared[batch] - 2.0 * operator.sigma_squared)
-    return diagonal
+    diagonal = diagonal.index_add(
+        0, operator.pairs.first[own_images], 2.0 * operator.pair_interaction.detach()[own_images]
+    )
+    return diagonal + operator.background[batch] * (operator.smearing_squared[batch] - 2.0 * operator.sigma_squared.detach())
 
 
 def _project(residual: Tensor, inverse_diagonal: Tensor, weight_sum: Tensor, structures) -> Tuple[Tensor, Tensor]:
@@ -67,13 +82,12 @@ def _project(residual: Tensor, inverse_diagonal: Tensor, weight_sum: Tensor, str
 
 
 def projected_conjugate_gradient(
-    operator: CoulombOperator,
+    matrix: QEqMatrix,
     electronegativity: Tensor,
-    hardness: Tensor,
     total_charge: Tensor,
     initial_charges: Optional[Tensor] = None,
-    tolerance: float = 1e-6,
-    max_iterations: int = 500,
+    tolerance: float = 1e-7,
+    max_iterations: int = 1000,
 ) -> IterativeSolution:
     """Minimise χ·q + ½qᵀAq with Σq = Q per structure by projected Jacobi-PCG (no gradients).
 
@@ -81,23 +95,20 @@ def projected_conjugate_gradient(
     are first shifted onto Σq = Q. Raises :class:`ConvergenceError` naming the
     structures that did not converge within ``max_iterations``.
     """
-    structures = operator.structures
+    structures = matrix.structures
     batch = structures.batch
     with torch.no_grad():
         chi = electronegativity.detach()
-        hard = hardness.detach()
-        matvec = _detached_matvec(operator, hard)
-        inverse_diagonal = 1.0 / jacobi_diagonal(_detach(operator), hard)
+        inverse_diagonal = 1.0 / (matrix.hardness.detach() + matrix.coulomb_diagonal)
         weight_sum = sum_per_structure(inverse_diagonal, structures)
 
         q = torch.zeros_like(chi) if initial_charges is None else initial_charges.detach().to(chi.dtype).clone()
-        deficit = total_charge.to(chi.dtype) - sum_per_structure(q, structures)
+        deficit = total_charge.detach().to(chi.dtype) - sum_per_structure(q, structures)
         q = q + inverse_diagonal * (deficit / weight_sum)[batch]  # feasible start
 
-        z, r = _project(chi + matvec(q), inverse_diagonal, weight_sum, structures)
+        z, r = _project(chi + matrix.apply(q), inverse_diagonal, weight_sum, structures)
         d = -z
         rz = sum_per_structure(r * z, structures)
-        active = torch.ones(structures.num_structures, dtype=torch.bool, device=chi.device)
         iterations = 0
         while True:
             error = torch.zeros_like(rz).scatter_reduce(0, batch, z.abs(), "amax", include_self=True)
@@ -111,7 +122,7 @@ def projected_conjugate_gradient(
                     f"(largest charge update {float(error.max()):.3e} e > tolerance {tolerance:.1e} e); "
                     "raise max_iterations or tolerance, or use method='dense'"
                 )
-            ad = matvec(d)
+            ad = matrix.apply(d)
             curvature = sum_per_structure(d * ad, structures)
             alpha = torch.where(active, rz / curvature, torch.zeros_like(rz))
             q = q + alpha[batch] * d
@@ -121,18 +132,9 @@ def projected_conjugate_gradient(
             d = -z + beta[batch] * d
             rz = rz_new
             iterations += 1
-        gradient = chi + matvec(q)  # = μ1 at the solution
+        gradient = chi + matrix.apply(q)  # = μ1 at the solution
         mu = sum_per_structure(inverse_diagonal * gradient, structures) / weight_sum
     return IterativeSolution(q, mu, iterations)
-
-
-def _detach(operator: CoulombOperator) -> CoulombOperator:
-    return CoulombOperator(*[t.detach() if isinstance(t, Tensor) else t for t in operator])
-
-
-def _detached_matvec(operator: CoulombOperator, hardness: Tensor):
-    detached = _detach(operator)
-    return lambda q: hardness * q + apply_coulomb(detached, q)
 
 
 class _ConstrainedInverse(torch.autograd.Function):
@@ -144,9 +146,8 @@ class _ConstrainedInverse(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, residual, operator, hardness, tolerance, max_iterations):
-        ctx.operator = operator
-        ctx.hardness = hardness
+    def forward(ctx, residual, matrix, tolerance, max_iterations):
+        ctx.matrix = matrix
         ctx.tolerance = tolerance
         ctx.max_iterations = max_iterations
         return torch.zeros_like(residual)  # only the derivative is used (see implicit_charges)
@@ -158,28 +159,17 @@ class _ConstrainedInverse(torch.autograd.Function):
                 "second derivatives through the iterative QEq solve are not supported "
                 "(e.g. force training); use method='dense' for training structures"
             )
-        adjoint = _apply_constrained_inverse(ctx.operator, ctx.hardness, grad, ctx.tolerance, ctx.max_iterations)
-        return adjoint, None, None, None, None
-
-
-def _apply_constrained_inverse(operator, hardness, vector, tolerance, max_iterations):
-    """S v: the minimiser of −v·q + ½qᵀAq with Σq = 0 in each structure.
-
-    The tolerance (e per eV/e of right-hand side) scales with |v|."""
-    zeros = torch.zeros(operator.structures.num_structures, dtype=vector.dtype, device=vector.device)
-    scale = max(float(vector.abs().max()), 1e-30)
-    return projected_conjugate_gradient(
-        operator, -vector, hardness, zeros, None, tolerance * scale, max_iterations
-    ).charges
+        # S v minimises −v·q + ½qᵀAq on Σq = 0; the tolerance scales with |v|.
+        zeros = torch.zeros(ctx.matrix.structures.num_structures, dtype=grad.dtype, device=grad.device)
+        scale = max(float(grad.abs().max()), 1e-30)
+        adjoint = projected_conjugate_gradient(
+            ctx.matrix, -grad, zeros, None, ctx.tolerance * scale, ctx.max_iterations
+        ).charges
+        return adjoint, None, None, None
 
 
 def implicit_charges(
-    operator: CoulombOperator,
-    electronegativity: Tensor,
-    hardness: Tensor,
-    solution: IterativeSolution,
-    tolerance: float,
-    max_iterations: int,
+    matrix: QEqMatrix, electronegativity: Tensor, solution: IterativeSolution, tolerance: float, max_iterations: int
 ) -> Tensor:
     """q* with the derivatives of implicit differentiation attached.
 
@@ -188,6 +178,66 @@ def implicit_charges(
     −S ∂g/∂θ, exactly the derivative of the constrained minimiser.
     """
     q_hat = solution.charges
-    gradient = electronegativity + hardness * q_hat + apply_coulomb(operator, q_hat)
-    correction = _ConstrainedInverse.apply(gradient, _detach(operator), hardness.detach(), tolerance, max_iterations)
+    gradient = electronegativity + matrix.apply(q_hat)
+    correction = _ConstrainedInverse.apply(gradient, matrix, tolerance, max_iterations)
     return q_hat - (correction - correction.detach())
+
+
+class IterativeQEq(NamedTuple):
+    charges: Tensor
+    chemical_potential: Tensor
+    potential: Tensor  # Φ q (eV/e), differentiable
+    iterations: int
+
+
+def solve_iteratively(
+    positions: Tensor,
+    electronegativity: Tensor,
+    hardness: Tensor,
+    sigma: Tensor,
+    total_charge: Tensor,
+    structures: Structures,
+    accuracy: float,
+    smearing: Optional[float],
+    real_space_cutoff: Optional[float],
+    kspace_cutoff: Optional[float],
+    reciprocal: str,
+    tolerance: float,
+    max_iterations: int,
+    initial_charges: Optional[Tensor],
+    differentiate_charges: bool,
+) -> IterativeQEq:
+    """Charges, μ and Φq by projected CG, with the reciprocal sum by Ewald or PME.
+
+    ``reciprocal="mesh"`` (PME, periodic structures) keeps η fixed,
+    η = max(1.2 Å, γ_max) unless given, so pairs and mesh grow linearly with N;
+    ``"ewald"`` uses the Ewald parameters of :func:`ewald_parameters`.
+    """
+    use_mesh = reciprocal == "mesh" and bool(structures.periodic.any())
+    if use_mesh:
+        if smearing is None:
+            gamma_max = math.sqrt(2.0) * float(sigma.detach().max())
+            smearing = max(1.2, gamma_max)
+        parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, None)
+        operator = coulomb_operator(positions, sigma, structures, parameters, include_reciprocal=False)
+        from .mesh import MeshReciprocal
+
+        mesh = MeshReciprocal(positions, structures, smearing, mesh_spacing=0.5 * smearing, interpolation_nodes=5)
+        coulomb = lambda q: apply_coulomb(operator, q) + mesh.apply(q)  # noqa: E731
+        mesh_diagonal = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing  # Φ^rec_ii for V ≫ η³
+        diagonal = coulomb_diagonal(operator) + torch.where(
+            structures.periodic[structures.batch], mesh_diagonal, 0.0
+        )
+    else:
+        parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
+        operator = coulomb_operator(positions, sigma, structures, parameters)
+        coulomb = lambda q: apply_coulomb(operator, q)  # noqa: E731
+        diagonal = coulomb_diagonal(operator)
+    matrix = QEqMatrix(coulomb, diagonal, hardness, structures)
+    solution = projected_conjugate_gradient(
+        matrix, electronegativity, total_charge, initial_charges, tolerance, max_iterations
+    )
+    charges = solution.charges
+    if differentiate_charges and torch.is_grad_enabled():
+        charges = implicit_charges(matrix, electronegativity, solution, tolerance, max_iterations)
+    return IterativeQEq(charges, solution.chemical_potential, coulomb(charges), solution.iterations)

@@ -78,6 +78,8 @@ def solve_qeq(
     kspace_cutoff: Optional[float] = None,
     method: str = "auto",
     dense_limit: int = 2000,
+    reciprocal: str = "auto",
+    mesh_limit: int = 5000,
     tolerance: float = 1e-7,
     max_iterations: int = 1000,
     initial_charges: Optional[Tensor] = None,
@@ -95,6 +97,9 @@ def solve_qeq(
             as in :func:`~mace_qeq.electrostatics.coulomb.coulomb_energy`.
         method: "dense", "iterative" or "auto" (see the module docstring).
         dense_limit: "auto" solves structures of up to this many atoms densely.
+        reciprocal: iterative path: "mesh" (particle-mesh Ewald, O(N log N),
+            relative error ~1e-5 in Φq), "ewald" (to ``accuracy``), or "auto":
+            mesh for structures of more than ``mesh_limit`` atoms.
         tolerance: iterative path: largest preconditioned charge update (e) at convergence.
         max_iterations: iterative path: raise ``ConvergenceError`` beyond this.
         initial_charges: iterative path: warm start [N] (e.g. the previous MD step).
@@ -112,20 +117,25 @@ def solve_qeq(
     check_per_atom(sigma, "sigma", structures, True)
     check_per_structure(total_charge, "total_charge", structures)
     parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
-    operator = coulomb_operator(positions, sigma, structures, parameters)
     if method not in ("auto", "dense", "iterative"):
         raise ValueError("method must be 'auto', 'dense' or 'iterative'; got '{}'".format(method))
+    if reciprocal not in ("auto", "mesh", "ewald"):
+        raise ValueError("reciprocal must be 'auto', 'mesh' or 'ewald'; got '{}'".format(reciprocal))
+    if reciprocal == "auto":
+        reciprocal = "mesh" if structures.max_atoms > mesh_limit else "ewald"
     iterative = method == "iterative" or (method == "auto" and structures.max_atoms > dense_limit)
     iterations = 0
     if iterative and not torch.jit.is_scripting():
-        charges, mu, iterations = _iterative_charges(
-            operator, electronegativity, hardness, total_charge, initial_charges, tolerance, max_iterations,
+        charges, mu, potential, iterations = _solve_iteratively(
+            positions, electronegativity, hardness, sigma, total_charge, structures, accuracy, smearing,
+            real_space_cutoff, kspace_cutoff, reciprocal, tolerance, max_iterations, initial_charges,
             differentiate_charges,
         )
     else:
+        operator = coulomb_operator(positions, sigma, structures, parameters)
         charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
+        potential = apply_coulomb(operator, charges)
 
-    potential = apply_coulomb(operator, charges)
     site_energy = charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
     return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy, iterations)
 
@@ -157,22 +167,28 @@ def _dense_charges(
 
 
 @torch.jit.unused
-def _iterative_charges(
-    operator: CoulombOperator,
+def _solve_iteratively(
+    positions: Tensor,
     electronegativity: Tensor,
     hardness: Tensor,
+    sigma: Tensor,
     total_charge: Tensor,
-    initial_charges: Optional[Tensor],
+    structures: Structures,
+    accuracy: float,
+    smearing: Optional[float],
+    real_space_cutoff: Optional[float],
+    kspace_cutoff: Optional[float],
+    reciprocal: str,
     tolerance: float,
     max_iterations: int,
+    initial_charges: Optional[Tensor],
     differentiate_charges: bool,
-) -> Tuple[Tensor, Tensor, int]:
-    from .iterative import implicit_charges, projected_conjugate_gradient
+) -> Tuple[Tensor, Tensor, Tensor, int]:
+    from .iterative import solve_iteratively
 
-    solution = projected_conjugate_gradient(
-        operator, electronegativity, hardness, total_charge, initial_charges, tolerance, max_iterations
+    solution = solve_iteratively(
+        positions, electronegativity, hardness, sigma, total_charge, structures, accuracy, smearing,
+        real_space_cutoff, kspace_cutoff, reciprocal, tolerance, max_iterations, initial_charges,
+        differentiate_charges,
     )
-    charges = solution.charges
-    if differentiate_charges and torch.is_grad_enabled():
-        charges = implicit_charges(operator, electronegativity, hardness, solution, tolerance, max_iterations)
-    return charges, solution.chemical_potential, solution.iterations
+    return solution.charges, solution.chemical_potential, solution.potential, solution.iterations
