@@ -222,7 +222,7 @@ def solve_iteratively(
         operator = coulomb_operator(positions, sigma, structures, parameters, include_reciprocal=False)
         from .mesh import MeshReciprocal
 
-        mesh = MeshReciprocal(positions, structures, smearing, mesh_spacing=0.5 * smearing, interpolation_nodes=5)
+        mesh = MeshReciprocal(positions, structures, smearing, mesh_spacing=smearing / 3.0, interpolation_nodes=5)
         coulomb = lambda q: apply_coulomb(operator, q) + mesh.apply(q)  # noqa: E731
         mesh_diagonal = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing  # Φ^rec_ii for V ≫ η³
         diagonal = coulomb_diagonal(operator) + torch.where(

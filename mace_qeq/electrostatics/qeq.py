@@ -98,7 +98,7 @@ def solve_qeq(
         method: "dense", "iterative" or "auto" (see the module docstring).
         dense_limit: "auto" solves structures of up to this many atoms densely.
         reciprocal: iterative path: "mesh" (particle-mesh Ewald, O(N log N),
-            relative error ~1e-5 in Φq), "ewald" (to ``accuracy``), or "auto":
+            relative energy error ~1e-4), "ewald" (to ``accuracy``), or "auto":
             mesh for structures of more than ``mesh_limit`` atoms.
         tolerance: iterative path: largest preconditioned charge update (e) at convergence.
         max_iterations: iterative path: raise ``ConvergenceError`` beyond this.

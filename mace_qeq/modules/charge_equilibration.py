@@ -1,7 +1,7 @@
 """The QEq + Ewald block: charges from χ, J, σ under each structure's total charge,
 and the electrostatic energy that is added to MACE's short-range energy."""
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -22,14 +22,19 @@ class ChargeEquilibrationBlock(torch.nn.Module):
     ``energy="qeq"`` adds E_QEq(q*) = Σ χq + ½ J q² + ½ qᵀΦq (NequIP-LR);
     ``energy="coulomb"`` adds only E_Coulomb(q*) = ½ qᵀΦq (4G-HDNNP).
     Positions and cell must be the strained ones when stress is wanted.
+    Structures of more than ``dense_limit`` atoms are solved iteratively in
+    eager mode (see :func:`~mace_qeq.electrostatics.solve_qeq`).
     """
 
-    def __init__(self, energy: str = "qeq", accuracy: float = 1e-8):
+    def __init__(self, energy: str = "qeq", accuracy: float = 1e-8, dense_limit: int = 2000,
+                 tolerance: float = 1e-6):
         super().__init__()
         if energy not in ("qeq", "coulomb"):
             raise ValueError(f"energy must be 'qeq' or 'coulomb'; got {energy!r}")
         self.coulomb_only = energy == "coulomb"
         self.accuracy = accuracy
+        self.dense_limit = dense_limit
+        self.tolerance = tolerance
 
     def forward(
         self,
@@ -41,9 +46,15 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         cell: Tensor,
         pbc: Tensor,
         batch: Tensor,
+        differentiate_charges: bool = True,
+        initial_charges: Optional[Tensor] = None,
     ) -> Electrostatics:
+        """``differentiate_charges=False`` is enough for energy, forces and stress
+        (envelope theorem); charge losses and charge feedback need it True."""
         solution = solve_qeq(
-            positions, electronegativity, hardness, sigma, total_charge, cell, pbc, batch, self.accuracy
+            positions, electronegativity, hardness, sigma, total_charge, cell, pbc, batch, self.accuracy,
+            dense_limit=self.dense_limit, tolerance=self.tolerance, initial_charges=initial_charges,
+            differentiate_charges=differentiate_charges,
         )
         if self.coulomb_only:
             node_energy = 0.5 * solution.charges * solution.potential

@@ -213,8 +213,12 @@ class MACEQEq(ScaleShiftMACE):
                 electronegativity, hardness = self.qeq_readout(
                     node_feats[:, : self.num_qeq_features], node_attrs, node_heads
                 )
+                initial_charges: Optional[Tensor] = None
+                if "initial_charges" in data:  # warm start of the iterative solve (MD)
+                    initial_charges = data["initial_charges"]
                 electrostatics = self.charge_equilibration(
-                    strained_positions, electronegativity, hardness, sigma, total_charge, graph_cell, pbc, batch
+                    strained_positions, electronegativity, hardness, sigma, total_charge, graph_cell, pbc, batch,
+                    training or self.charge_feedback, initial_charges,
                 )
                 charges = electrostatics.charges
                 chemical_potential = electrostatics.chemical_potential

