@@ -15,6 +15,7 @@ import json
 import math
 import multiprocessing
 import platform
+from queue import Empty
 import resource
 import time
 from pathlib import Path
@@ -84,7 +85,13 @@ def measure(n_atoms, periodic, dtype_name, device, repeats):
     queue = context.Queue()
     process = context.Process(target=run_case, args=(n_atoms, periodic, dtype_name, device, repeats, queue))
     process.start()
-    result = queue.get()
+    while True:  # a crashed case must fail the benchmark, not hang it
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"benchmark case failed (exit code {process.exitcode}); see its traceback above")
     process.join()
     return result
 

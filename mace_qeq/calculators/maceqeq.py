@@ -8,12 +8,14 @@
 The total charge comes from ``atoms.info["charge"]`` (MACE's convention) or
 ``atoms.info["total_charge"]``; without either it is 0, with a warning once.
 A non-integer total charge is refused unless ``allow_fractional_charge=True``.
-The dipole (e·Å) is Σ qᵢ rᵢ, meaningful for isolated structures.
+The dipole (e·Å) is Σ qᵢ rᵢ, meaningful for isolated structures. In MD, the
+charges of the previous step warm-start the iterative solve of large systems.
 """
 
 import logging
 import math
 
+import torch
 from mace.calculators.mace import MACECalculator
 
 CHARGE_KEYS = ("charge", "total_charge")
@@ -51,4 +53,8 @@ class MACEQEqCalculator(MACECalculator):
     def _atoms_to_batch(self, atoms):
         atoms = atoms.copy()
         atoms.info[self.info_keys.get("total_charge", "charge")] = self.total_charge(atoms)
-        return super()._atoms_to_batch(atoms)
+        batch = super()._atoms_to_batch(atoms)
+        previous = self.results.get("charges")
+        if previous is not None and len(previous) == len(atoms):
+            batch.initial_charges = torch.as_tensor(previous, dtype=batch.positions.dtype, device=batch.positions.device)
+        return batch

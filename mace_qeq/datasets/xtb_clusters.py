@@ -8,6 +8,9 @@ Clearly *analogues*, not the published DFT sets: the reference is GFN2-xTB
   the total charge tells them apart (the 4G-HDNNP "Ag3±" test).
 * Na4Cl4 (Q = 0), Na4Cl3 (+1), Na3Cl4 (−1): rattled, randomly scaled
   rock-salt cubes with one ion removed for the charged ones.
+* Na9Cl8+ / Na8Cl8+ (``--na9cl8``): a rattled 2×2×4 rock-salt rod with an
+  extra Na on one end, and the same rod without it, both of total charge +1
+  (the 4G-HDNNP test: a neutral Na far away changes the charge distribution).
 * isolated neutral atoms (config_type IsolatedAtom) for MACE's E0s.
 
 Keys (MACE's): REF_energy (eV), REF_forces (eV/Å), REF_charges (e),
@@ -53,6 +56,17 @@ def nacl_cubes(count: int, rng: np.random.Generator) -> Iterator[Atoms]:
         yield Atoms(symbols, positions=positions)
 
 
+def na9cl8_rods(count: int, rng: np.random.Generator) -> Iterator[Atoms]:
+    """Rattled Na8Cl8 2×2×4 rock-salt rods with a ninth Na capping one end."""
+    sites = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in range(4)], dtype=float)
+    symbols = ["Na" if (i + j + k) % 2 == 0 else "Cl" for i, j, k in sites.astype(int)]
+    for _ in range(count):
+        scale = ROCKSALT_HALF_LATTICE * rng.uniform(0.95, 1.05)
+        positions = np.vstack([sites * scale, [[0.5 * scale, 0.5 * scale, 4.0 * scale]]])
+        positions += rng.normal(scale=0.1, size=positions.shape)
+        yield Atoms(symbols + ["Na"], positions=positions)
+
+
 def remove_one(atoms: Atoms, symbol: str, rng: np.random.Generator) -> Atoms:
     candidates = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == symbol]
     return atoms[[i for i in range(len(atoms)) if i != rng.choice(candidates)]]
@@ -79,7 +93,7 @@ def label(atoms: Atoms, charge: int, multiplicity: int = 1, config_type: str = "
     return atoms
 
 
-def jobs(n_ag3: int, n_nacl: int, seed: int) -> List[Tuple[Atoms, int, int, str]]:
+def jobs(n_ag3: int, n_nacl: int, seed: int, n_na9cl8: int = 0) -> List[Tuple[Atoms, int, int, str]]:
     """(geometry, total charge, spin multiplicity, config_type) of every structure to label."""
     rng = np.random.default_rng(seed)
     todo: List[Tuple[Atoms, int, int, str]] = [
@@ -93,11 +107,13 @@ def jobs(n_ag3: int, n_nacl: int, seed: int) -> List[Tuple[Atoms, int, int, str]
             (remove_one(cube, "Cl", rng), +1, 1, "Na4Cl3+"),
             (remove_one(cube, "Na", rng), -1, 1, "Na3Cl4-"),
         ]
+    for rod in na9cl8_rods(n_na9cl8, rng):
+        todo += [(rod, +1, 1, "Na9Cl8+"), (rod[:-1], +1, 2, "Na8Cl8+")]  # Na8Cl8+ has one unpaired electron
     return todo
 
 
-def make_dataset(output: Path, n_ag3: int = 100, n_nacl: int = 40, seed: int = 0) -> List[Atoms]:
-    todo = jobs(n_ag3, n_nacl, seed)
+def make_dataset(output: Path, n_ag3: int = 100, n_nacl: int = 40, seed: int = 0, n_na9cl8: int = 0) -> List[Atoms]:
+    todo = jobs(n_ag3, n_nacl, seed, n_na9cl8)
     labelled = []
     start = time.perf_counter()
     from ase.calculators.calculator import CalculationFailed
@@ -118,11 +134,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ag3", type=int, default=100, help="Ag3 geometries (each labelled as +1 and −1)")
     parser.add_argument("--nacl", type=int, default=40, help="Na4Cl4 geometries (each also as Na4Cl3+, Na3Cl4−)")
+    parser.add_argument("--na9cl8", type=int, default=0, help="Na8Cl8 rods (each as Na9Cl8+ and Na8Cl8+)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=DEFAULT_DATASET)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    structures = make_dataset(args.output, args.ag3, args.nacl, args.seed)
+    structures = make_dataset(args.output, args.ag3, args.nacl, args.seed, args.na9cl8)
     logging.info(f"wrote {len(structures)} structures to {args.output}")
 
 

@@ -22,11 +22,15 @@ class ChargeEquilibrationBlock(torch.nn.Module):
     ``energy="qeq"`` adds E_QEq(q*) = Σ χq + ½ J q² + ½ qᵀΦq (NequIP-LR);
     ``energy="coulomb"`` adds only E_Coulomb(q*) = ½ qᵀΦq (4G-HDNNP).
     Positions and cell must be the strained ones when stress is wanted.
-    Structures of more than ``dense_limit`` atoms are solved iteratively in
-    eager mode (see :func:`~mace_qeq.electrostatics.solve_qeq`).
+
+    Training (``training=True``: second derivatives for force training) uses the
+    dense solve; evaluation solves structures of more than ``dense_limit`` atoms
+    iteratively with particle-mesh Ewald, in eager mode (see
+    :func:`~mace_qeq.electrostatics.solve_qeq`). Both are attributes a user may
+    change on a loaded model.
     """
 
-    def __init__(self, energy: str = "qeq", accuracy: float = 1e-8, dense_limit: int = 2000,
+    def __init__(self, energy: str = "qeq", accuracy: float = 1e-8, dense_limit: int = 500,
                  tolerance: float = 1e-6):
         super().__init__()
         if energy not in ("qeq", "coulomb"):
@@ -46,6 +50,7 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         cell: Tensor,
         pbc: Tensor,
         batch: Tensor,
+        training: bool = False,
         differentiate_charges: bool = True,
         initial_charges: Optional[Tensor] = None,
     ) -> Electrostatics:
@@ -53,8 +58,8 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         (envelope theorem); charge losses and charge feedback need it True."""
         solution = solve_qeq(
             positions, electronegativity, hardness, sigma, total_charge, cell, pbc, batch, self.accuracy,
-            dense_limit=self.dense_limit, tolerance=self.tolerance, initial_charges=initial_charges,
-            differentiate_charges=differentiate_charges,
+            method="dense" if training else "auto", dense_limit=self.dense_limit, tolerance=self.tolerance,
+            initial_charges=initial_charges, differentiate_charges=differentiate_charges,
         )
         if self.coulomb_only:
             node_energy = 0.5 * solution.charges * solution.potential

@@ -218,7 +218,7 @@ class MACEQEq(ScaleShiftMACE):
                     initial_charges = data["initial_charges"]
                 electrostatics = self.charge_equilibration(
                     strained_positions, electronegativity, hardness, sigma, total_charge, graph_cell, pbc, batch,
-                    training or self.charge_feedback, initial_charges,
+                    training, training or self.charge_feedback, initial_charges,
                 )
                 charges = electrostatics.charges
                 chemical_potential = electrostatics.chemical_potential

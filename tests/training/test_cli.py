@@ -165,3 +165,12 @@ def test_multihead_replay_finetuning_offline(foundation, data, tmp_path):
 
     model = torch.load(tmp_path / "mh.model", weights_only=False)
     assert type(model).__name__ == "MACEQEq" and len(model.heads) == 2
+
+
+def test_plot_command_on_a_trained_model(trained, data, tmp_path, capsys):
+    from mace_qeq.cli.plot import main as plot
+
+    folder, _ = trained
+    plot(["--model", str(folder / "tiny.model"), "--test", str(data / "replay.xyz"), "--output", str(tmp_path)])
+    assert (tmp_path / "parity_tiny.png").stat().st_size > 1000
+    assert '"charges_me"' in capsys.readouterr().out

@@ -1,0 +1,265 @@
+"""Cost of the long-range part: MACEQEq (dense and iterative QEq) against plain MACE.
+
+For periodic NaCl-like (rattled rock salt) and water-like (H2O at 1 g/cm³)
+boxes from ~100 to ~20,000 atoms, times one energy + forces + stress
+evaluation of
+
+* plain MACE (ScaleShiftMACE, 64x0e, max_ell 3, correlation 3, r_max 5 Å,
+  2 layers: about the cost of a small foundation model),
+* MACEQEq with the same backbone, dense QEq (up to ``--dense-max`` atoms),
+* MACEQEq, iterative QEq (projected CG with particle-mesh Ewald),
+
+all randomly initialised, float32 (production MD precision), each case in a
+fresh process so that its peak resident memory is its own. The long-range part
+is timed on its own (the QEq + Ewald block: solve, energy, forces, stress; the
+χ/J readout is a small MLP) and also shows as MACEQEq − MACE in the full
+timings. Writes ``results/scaling.{json,md,png}``.
+
+    python benchmarks/scaling.py                 # CPU: ~15 min
+    python benchmarks/scaling.py --quick         # up to 1,000 atoms
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import platform
+from queue import Empty
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+ELEMENTS = [1, 8, 11, 17]
+
+
+def nacl_box(n_atoms, seed=0):
+    import ase.build
+
+    repeats = max(1, round((n_atoms / 8) ** (1 / 3)))
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True) * ((repeats,) * 3)
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def water_box(n_atoms, seed=0):
+    from ase import Atoms
+    from scipy.spatial.transform import Rotation
+
+    side = max(1, round((n_atoms / 3) ** (1 / 3)))
+    spacing = (2.99e1) ** (1 / 3)  # Å: 29.9 Å³ per molecule is 1 g/cm³
+    rng = np.random.default_rng(seed)
+    angle = np.radians(104.5 / 2)
+    molecule = np.array([[0, 0, 0], [0.96 * np.sin(angle), 0, 0.96 * np.cos(angle)],
+                         [-0.96 * np.sin(angle), 0, 0.96 * np.cos(angle)]])
+    positions, symbols = [], []
+    for i in range(side):
+        for j in range(side):
+            for k in range(side):
+                rotation = Rotation.random(random_state=rng.integers(1 << 31)).as_matrix()
+                positions.extend(molecule @ rotation.T + spacing * np.array([i, j, k]))
+                symbols.extend("OHH")
+    return Atoms(symbols, positions=positions, cell=np.eye(3) * spacing * side, pbc=True)
+
+
+def build_model(variant, dtype):
+    import mace_qeq.modules  # noqa: F401
+    from e3nn import o3
+    from mace import modules
+
+    from mace_qeq.modules import MACEQEq
+
+    torch.set_default_dtype(dtype)
+    torch.manual_seed(0)
+    config = dict(
+        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=3,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
+        num_interactions=2, num_elements=len(ELEMENTS), hidden_irreps=o3.Irreps("64x0e"),
+        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.zeros(len(ELEMENTS)), avg_num_neighbors=20.0,
+        atomic_numbers=ELEMENTS, correlation=3, gate=torch.nn.functional.silu,
+        atomic_inter_scale=1.0, atomic_inter_shift=0.0,
+    )
+    if variant == "mace":
+        return modules.ScaleShiftMACE(**config)
+    model = MACEQEq(**config, qeq_accuracy=1e-6)
+    with torch.no_grad():  # visible charge transfer: spread the per-element electronegativities
+        model.qeq_readout.electronegativity_offset[:, 0] = torch.tensor([1.0, -2.0, 2.0, -2.0])
+    model.charge_equilibration.dense_limit = 10**9 if variant == "qeq-dense" else 0
+    model.charge_equilibration.tolerance = 1e-5
+    return model
+
+
+def to_batch(atoms):
+    from mace import data as mace_data
+    from mace.tools import AtomicNumberTable, torch_geometric
+
+    config = mace_data.config_from_atoms(atoms, key_specification=mace_data.KeySpecification())
+    graph = mace_data.AtomicData.from_config(config, z_table=AtomicNumberTable(ELEMENTS), cutoff=5.0)
+    batch = torch_geometric.batch.Batch.from_data_list([graph]).to_dict()
+    return {k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in batch.items()}
+
+
+def time_long_range(model, batch):
+    """The QEq + Ewald block alone (solve, energy, forces and stress), with χ, J of MACE-like spread."""
+    block = model.charge_equilibration
+    g = torch.Generator().manual_seed(1)
+    n = batch["positions"].shape[0]
+    dtype = batch["positions"].dtype
+    chi = batch["node_attrs"] @ torch.tensor([1.0, -2.0, 2.0, -2.0], dtype=dtype) + 0.3 * torch.randn(
+        n, generator=g, dtype=dtype)
+    hardness = 5.0 + torch.rand(n, generator=g, dtype=dtype)
+    sigma = model.gaussian_widths(batch["node_attrs"]).detach()
+    positions = batch["positions"].clone().requires_grad_(True)
+    strain = torch.zeros(1, 3, 3, dtype=dtype, requires_grad=True)
+    start = time.perf_counter()
+    cell = batch["cell"].view(1, 3, 3)
+    out = block(positions + positions @ strain[0], chi, hardness, sigma, torch.zeros(1, dtype=dtype),
+                cell + cell @ strain, batch["pbc"].view(1, 3), batch["batch"], False, False)
+    torch.autograd.grad(out.energy.sum(), [positions, strain])
+    return 1e3 * (time.perf_counter() - start)
+
+
+def run_case(system, n_atoms, variant, dtype_name, queue):
+    torch.set_num_threads(torch.get_num_threads())
+    model = build_model(variant, getattr(torch, dtype_name))
+    make = nacl_box if system == "NaCl" else water_box
+    small, atoms = to_batch(make(64)), make(n_atoms)
+    batch = to_batch(atoms)
+    model(dict(small), compute_stress=True)  # warm-up
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = []
+    for _ in range(2 if len(atoms) <= 3000 else 1):
+        start = time.perf_counter()
+        out = model(dict(batch), compute_stress=True)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
+    result = {"atoms": len(atoms), "ms": 1e3 * min(times), "peak_mb": max(peak, 0.0),
+              "finite": bool(torch.isfinite(out["forces"]).all())}
+    if variant != "mace":
+        result["block_ms"] = min(time_long_range(model, batch) for _ in range(2 if len(atoms) <= 3000 else 1))
+    queue.put(result)
+
+
+def measure(system, n_atoms, variant, dtype_name):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=run_case, args=(system, n_atoms, variant, dtype_name, queue))
+    process.start()
+    while True:  # a crashed case must fail the benchmark, not hang it
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"benchmark case failed (exit code {process.exitcode}); see its traceback above")
+    process.join()
+    return result
+
+
+def slope(points):
+    if len(points) < 2:
+        return float("nan")
+    x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="*")
+    parser.add_argument("--dense-max", type=int, default=3000)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    sizes = args.sizes or ([100, 300, 1000] if args.quick else [100, 300, 1000, 3000, 10000, 20000])
+
+    rows = []
+    print(f"{'system':>6} {'atoms':>6} {'MACE ms':>9} {'dense ms':>9} {'iter ms':>9} {'LR/MACE':>8} "
+          f"{'MACE MB':>8} {'iter MB':>8}", flush=True)
+    for system in ("NaCl", "water"):
+        for n in sizes:
+            row = {"system": system}
+            for variant in ("mace", "qeq-dense", "qeq-iterative"):
+                if variant == "qeq-dense" and n > args.dense_max:
+                    continue
+                result = measure(system, n, variant, args.dtype)
+                row["atoms"] = result["atoms"]
+                row[variant] = result
+            lr = row["qeq-iterative"]["block_ms"]
+            row["long_range_ms"] = lr
+            row["long_range_ratio"] = lr / row["mace"]["ms"]
+            row["long_range_mb"] = row["qeq-iterative"]["peak_mb"] - row["mace"]["peak_mb"]
+            rows.append(row)
+            dense = row.get("qeq-dense", {}).get("ms", float("nan"))
+            print(f"{system:>6} {row['atoms']:>6} {row['mace']['ms']:>9.0f} {dense:>9.0f} "
+                  f"{row['qeq-iterative']['ms']:>9.0f} {row['long_range_ratio']:>8.2f} "
+                  f"{row['mace']['peak_mb']:>8.0f} {row['qeq-iterative']['peak_mb']:>8.0f}", flush=True)
+
+    exponents = {}
+    for system in ("NaCl", "water"):
+        points = [(r["atoms"], max(r["long_range_ms"], 1e-3)) for r in rows
+                  if r["system"] == system and 1000 <= r["atoms"] <= 20000]
+        exponents[system] = slope(points)
+    machine = {"device": "cpu", "cpu": platform.processor() or platform.machine(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": args.dtype}
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "scaling.json").write_text(json.dumps(
+        {"machine": machine, "rows": rows, "long_range_exponent_1000_20000": exponents}, indent=2))
+
+    lines = [
+        "# Long-range cost: MACEQEq vs plain MACE (energy + forces + stress)",
+        "",
+        f"Machine: CPU ({machine['cpu']}, {machine['threads']} threads), torch {machine['torch']}, {args.dtype}.",
+        "Backbone: 64x0e, max_ell 3, correlation 3, r_max 5 Å, 2 layers; random weights.",
+        "Command: `python benchmarks/scaling.py" + (" --quick`" if args.quick else "`"),
+        "",
+        "| system | atoms | MACE (ms) | MACEQEq dense (ms) | MACEQEq iterative (ms) | long-range block (ms) |"
+        " long-range / MACE | MACE peak (MB) | iterative peak (MB) | long-range peak (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        dense = r.get("qeq-dense", {}).get("ms")
+        lines.append(
+            f"| {r['system']} | {r['atoms']} | {r['mace']['ms']:.0f} | {'—' if dense is None else f'{dense:.0f}'} | "
+            f"{r['qeq-iterative']['ms']:.0f} | {r['long_range_ms']:.0f} | {r['long_range_ratio']:.2f} | "
+            f"{r['mace']['peak_mb']:.0f} | "
+            f"{r['qeq-iterative']['peak_mb']:.0f} | {r['long_range_mb']:.0f} |")
+    lines += ["", "Fitted exponent of the long-range time, 1,000–20,000 atoms: "
+              + ", ".join(f"{k}: {v:.2f}" for k, v in exponents.items())]
+    (args.output / "scaling.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for system, marker in (("NaCl", "o"), ("water", "s")):
+        subset = [r for r in rows if r["system"] == system]
+        n = [r["atoms"] for r in subset]
+        axes[0].loglog(n, [r["mace"]["ms"] for r in subset], "-", marker=marker, label=f"MACE {system}")
+        axes[0].loglog(n, [max(r["long_range_ms"], 1e-1) for r in subset], "--", marker=marker,
+                       label=f"long range {system} (slope {exponents[system]:.2f})")
+        dense = [r for r in subset if "qeq-dense" in r]
+        axes[0].loglog([r["atoms"] for r in dense], [r["qeq-dense"]["block_ms"] for r in dense], ":",
+                       marker=marker, label=f"long range dense {system}")
+        axes[1].loglog(n, [max(r["mace"]["peak_mb"], 1) for r in subset], "-", marker=marker, label=f"MACE {system}")
+        axes[1].loglog(n, [max(r["qeq-iterative"]["peak_mb"], 1) for r in subset], "--", marker=marker,
+                       label=f"MACEQEq iterative {system}")
+    axes[0].set(xlabel="atoms", ylabel="time (ms)", title="energy + forces + stress")
+    axes[1].set(xlabel="atoms", ylabel="peak memory above baseline (MB)", title="memory")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.output / "scaling.png", dpi=120)
+    print("\n".join(lines[-1:]))
+    print(f"wrote {args.output}/scaling.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Parity plots (energy, forces, charges coloured by element) and learning curves, as PNG."""
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from .evaluate import Predictions
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _parity(ax, reference, predicted, label, unit, **scatter):
+    reference, predicted = np.asarray(reference), np.asarray(predicted)
+    ax.scatter(reference, predicted, s=6, alpha=0.6, **scatter)
+    low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
+    ax.plot([low, high], [low, high], "k--", lw=0.8)
+    rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
+    ax.set(xlabel=f"reference {label} ({unit})", ylabel=f"predicted {label} ({unit})",
+           title=f"{label}: RMSE {rmse:.3g} {unit}")
+
+
+def parity_plots(predictions: Dict[str, Predictions], output: Path, title: str = "") -> List[Path]:
+    """One figure per model: energy per atom, force components and (if any) charges by element."""
+    plt = _pyplot()
+    written = []
+    for name, p in predictions.items():
+        has_charges = len(p.charges) > 0
+        fig, axes = plt.subplots(1, 3 if has_charges else 2, figsize=(13 if has_charges else 9, 4))
+        n = np.asarray(p.atoms_per_structure)
+        _parity(axes[0], np.asarray(p.energy_ref) / n, np.asarray(p.energy) / n, "energy", "eV/atom")
+        _parity(axes[1], np.concatenate([f.ravel() for f in p.forces_ref]),
+                np.concatenate([f.ravel() for f in p.forces]), "force", "eV/Å")
+        if has_charges:
+            elements = np.concatenate(p.elements)
+            reference, predicted = np.concatenate(p.charges_ref), np.concatenate(p.charges)
+            for z in np.unique(elements):
+                mask = elements == z
+                axes[2].scatter(reference[mask], predicted[mask], s=6, alpha=0.6, label=chemical_symbols[z])
+            low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
+            axes[2].plot([low, high], [low, high], "k--", lw=0.8)
+            rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
+            axes[2].set(xlabel="reference charge (e)", ylabel="predicted charge (e)",
+                        title=f"charges: RMSE {1e3 * rmse:.3g} me")
+            axes[2].legend(fontsize=8)
+        fig.suptitle(f"{title} {name}".strip())
+        fig.tight_layout()
+        path = Path(output) / f"parity_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def learning_curve_plot(curve: Dict[str, Sequence[dict]], path: Path, title: str = "") -> Path:
+    """Test errors (energy, forces) against the number of training structures, log–log."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, points in curve.items():
+        sizes = [p["train_structures"] for p in points]
+        axes[0].loglog(sizes, [p["energy_mev_per_atom"] for p in points], "o-", label=name)
+        axes[1].loglog(sizes, [p["forces_mev_per_a"] for p in points], "o-", label=name)
+    axes[0].set(xlabel="training structures", ylabel="energy RMSE (meV/atom)")
+    axes[1].set(xlabel="training structures", ylabel="force RMSE (meV/Å)")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
