@@ -21,7 +21,6 @@ timings. Writes ``results/scaling.{json,md,png}``.
 
 import argparse
 import json
-import math
 import multiprocessing
 import platform
 from queue import Empty

@@ -190,6 +190,7 @@ class IterativeQEq(NamedTuple):
     iterations: int
 
 
+@torch.jit.unused
 def solve_iteratively(
     positions: Tensor,
     electronegativity: Tensor,
@@ -208,6 +209,8 @@ def solve_iteratively(
     differentiate_charges: bool,
 ) -> IterativeQEq:
     """Charges, μ and Φq by projected CG, with the reciprocal sum by Ewald or PME.
+
+    Eager only (``torch.jit.unused``): compiled code takes the dense path.
 
     ``reciprocal="mesh"`` (PME, periodic structures) keeps η fixed,
     η = max(1.2 Å, γ_max) unless given, so pairs and mesh grow linearly with N;

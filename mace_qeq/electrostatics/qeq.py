@@ -44,6 +44,7 @@ from torch import Tensor
 
 from .coulomb import CoulombOperator, apply_coulomb, coulomb_matrix, coulomb_operator
 from .ewald_parameters import ewald_parameters
+from .iterative import solve_iteratively
 from .structures import (
     Structures,
     check_per_atom,
@@ -130,11 +131,12 @@ def solve_qeq(
     iterative = method == "iterative" or (method == "auto" and structures.max_atoms > dense_limit)
     iterations = 0
     if iterative and not torch.jit.is_scripting():
-        charges, mu, potential, iterations = _solve_iteratively(
+        solution = solve_iteratively(
             positions, electronegativity, hardness, sigma, total_charge, structures, accuracy, smearing,
             real_space_cutoff, kspace_cutoff, reciprocal, tolerance, max_iterations, initial_charges,
             differentiate_charges,
         )
+        charges, mu, potential, iterations = solution
     else:
         operator = coulomb_operator(positions, sigma, structures, parameters)
         charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
@@ -168,31 +170,3 @@ def _dense_charges(
     y = solutions[:, :, 1]
     mu = (total_charge.to(dtype) - x.sum(dim=1)) / y.sum(dim=1)
     return from_padded(x + mu[:, None] * y, structures), mu
-
-
-@torch.jit.unused
-def _solve_iteratively(
-    positions: Tensor,
-    electronegativity: Tensor,
-    hardness: Tensor,
-    sigma: Tensor,
-    total_charge: Tensor,
-    structures: Structures,
-    accuracy: float,
-    smearing: Optional[float],
-    real_space_cutoff: Optional[float],
-    kspace_cutoff: Optional[float],
-    reciprocal: str,
-    tolerance: float,
-    max_iterations: int,
-    initial_charges: Optional[Tensor],
-    differentiate_charges: bool,
-) -> Tuple[Tensor, Tensor, Tensor, int]:
-    from .iterative import solve_iteratively
-
-    solution = solve_iteratively(
-        positions, electronegativity, hardness, sigma, total_charge, structures, accuracy, smearing,
-        real_space_cutoff, kspace_cutoff, reciprocal, tolerance, max_iterations, initial_charges,
-        differentiate_charges,
-    )
-    return solution.charges, solution.chemical_potential, solution.potential, solution.iterations

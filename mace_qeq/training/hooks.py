@@ -13,6 +13,7 @@ replaces exactly these look-ups, each where mace reads it at call time:
 | stage two | ``mace.cli.run_train.get_swa`` | SWA/Stage Two silently drops the charge and dipole terms |
 | optimizer | ``mace.cli.run_train.get_params_options`` | the χ/J heads are never trained |
 | config | ``mace.tools.scripts_utils.extract_config_mace_model`` (and its by-name copies) | config.yaml, compile mode and head removal fail for MACEQEq |
+| head removal | ``mace.tools.scripts_utils.remove_pt_head`` (and ``mace.cli.select_head``'s copy) | the χ/J readout keeps every head and does not load |
 | metrics | ``mace.tools.train.MACELoss``, ``valid_err_log``, ``mace.cli.run_train.create_error_table`` | no charge or dipole errors in the logs and tables |
 
 ``patches/mace-torch-0.3.16-plugin-registry.patch`` proposes the registry
@@ -24,10 +25,13 @@ import logging
 from typing import Any, Dict
 
 import mace.cli.run_train as run_train
+import mace.cli.select_head as select_head
 import mace.tools.model_script_utils as model_script_utils
 import mace.tools.scripts_utils as scripts_utils
 import torch
 from ase.data import covalent_radii
+
+from mace.modules import ScaleShiftMACE
 
 from mace_qeq.modules.models import QEQ_OPTIONS, MACEQEq
 
@@ -122,6 +126,37 @@ def extract_config_mace_model(model: torch.nn.Module) -> Dict[str, Any]:
         config.update(model.qeq_options())
         return config
     return _original["extract_config_mace_model"](model)
+
+
+def remove_pt_head(model: torch.nn.Module, head_to_keep=None) -> torch.nn.Module:
+    """A single-head model from a multihead one: mace's function for the backbone,
+    the same slicing for the χ/J readout of the kept head."""
+    if not isinstance(model, MACEQEq):
+        return _original["remove_pt_head"](model, head_to_keep)
+    heads = list(model.heads)
+    if head_to_keep is None:
+        head_to_keep = next((h for h in heads if h != "pt_head"), None)
+    if head_to_keep not in heads or len(heads) < 2:
+        raise ValueError(f"cannot keep head {head_to_keep!r} of a model with heads {heads}")
+    index = heads.index(head_to_keep)
+    config = {k: v for k, v in extract_config_mace_model(model).items() if k not in QEQ_OPTIONS}
+    backbone = ScaleShiftMACE(**config).to(next(model.parameters()).dtype)
+    backbone.load_state_dict(model.state_dict(), strict=False)
+    single = to_maceqeq(_original["remove_pt_head"](backbone, head_to_keep), model.qeq_options())
+    state = single.state_dict()
+    n = len(heads)
+    for name, value in model.qeq_readout.state_dict().items():
+        if name.endswith("_offset"):  # [elements, heads]
+            value = value[:, index : index + 1]
+        elif name.endswith("linear_1.weight"):  # features → heads × hidden
+            value = value.reshape(model.num_qeq_features, n, -1)[:, index, :].flatten()
+        elif name.endswith("linear_2.weight"):  # heads × hidden → heads; e3nn normalises by √fan-in
+            value = value.reshape(n, -1, n)[index, :, index].flatten() / n**0.5
+        else:  # buffers (output masks) of the single-head layers stay as built
+            continue
+        state[f"qeq_readout.{name}"] = value
+    single.load_state_dict(state)
+    return single
 
 
 # ---------------------------------------------------------------- loss and optimizer
@@ -230,6 +265,9 @@ def register() -> None:
         (scripts_utils, "extract_config_mace_model", extract_config_mace_model),
         (run_train, "extract_config_mace_model", extract_config_mace_model),
         (model_script_utils, "extract_config_mace_model", extract_config_mace_model),
+        (scripts_utils, "remove_pt_head", remove_pt_head),
+        (run_train, "remove_pt_head", remove_pt_head),
+        (select_head, "remove_pt_head", remove_pt_head),
         (mace_train, "MACELoss", QEqMetrics),
         (mace_train, "valid_err_log", valid_err_log),
     ]

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import ase.build
 import ase.io
@@ -133,8 +132,6 @@ def test_stage_two_keeps_the_qeq_loss(data, tmp_path):
 def foundation(data, tmp_path_factory):
     """A plain MACE model trained by stock mace_run_train (the offline stand-in for a foundation model)."""
     folder = tmp_path_factory.mktemp("foundation")
-    from mace.cli import run_train as _  # noqa: F401  (the stock entry point exists)
-
     run([sys.executable, "-c", "from mace.cli.run_train import main; main()", "--name", "plain", *TINY,
          "--model", "MACE", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "1",
          "--energy_key", "REF_energy", "--forces_key", "REF_forces"], folder)

@@ -101,3 +101,17 @@ def test_parser_keeps_every_mace_flag():
     theirs = {s for a in build_default_arg_parser()._actions for s in a.option_strings}
     assert theirs <= ours
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def test_head_removal_keeps_the_head_s_predictions():
+    model = make_model(heads=["dft", "pt_head"], qeq_hardness="environment")
+    with torch.no_grad():
+        for p in model.qeq_readout.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    single = scripts_utils.remove_pt_head(model, "dft")
+    assert isinstance(single, MACEQEq) and single.heads == ["dft"]
+    batch = to_batch([nacl_cell(), nacl_cluster()], [1.0, -1.0], heads=["dft", "pt_head"])
+    batch["head"] = torch.tensor([0, 0])
+    single_batch = to_batch([nacl_cell(), nacl_cluster()], [1.0, -1.0], heads=["dft"])
+    for key in ("energy", "charges", "forces"):
+        torch.testing.assert_close(single(dict(single_batch))[key], model(dict(batch))[key], rtol=1e-9, atol=1e-9)

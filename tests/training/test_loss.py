@@ -6,7 +6,7 @@ import torch
 import mace_qeq.modules  # noqa: F401
 from mace_qeq.training import WeightedEnergyForcesChargesDipoleLoss
 
-from ..mace_helpers import make_model, nacl_cluster, to_batch
+from ..mace_helpers import make_model, nacl_cluster
 from mace.tools import torch_geometric
 
 torch.set_default_dtype(torch.float64)
