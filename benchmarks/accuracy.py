@@ -58,14 +58,14 @@ def make_xtb_set(name: str, folder: Path, seed: int = 0):
     from mace_qeq.datasets.xtb_clusters import make_dataset
 
     structures = make_dataset(folder / f"{name}_xtb_all.xyz", seed=seed, **XTB_SETS[name])
-    isolated = [a for a in structures if a.info["config_type"] == "IsolatedAtom"]
+    # the configs fit E0s by least squares ("average"): the isolated atoms are not needed
     rest = [a for a in structures if a.info["config_type"] != "IsolatedAtom"]
     # split by geometry pair, so that Ag3+ and Ag3- of one geometry land on the same side
     pairs = [rest[i:i + 2] for i in range(0, len(rest), 2)]
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_test = len(pairs) // 8
     test = [a for i in order[:n_test] for a in pairs[i]]
-    train = isolated + [a for i in order[n_test:] for a in pairs[i]]
+    train = [a for i in order[n_test:] for a in pairs[i]]
     ase.io.write(folder / "train.xyz", train)
     ase.io.write(folder / "test.xyz", test)
     return folder / "train.xyz", folder / "test.xyz"
