@@ -12,15 +12,13 @@ its own. Writes ``results/electrostatics_speed.{json,md,png}``.
 
 import argparse
 import json
-import math
-import multiprocessing
 import platform
-from queue import Empty
 import resource
 import time
 from pathlib import Path
 
 import torch
+from harness import loglog_slope, run_in_fresh_process
 
 RESULTS = Path(__file__).parent / "results"
 DENSITY = 0.1  # atoms / Å³
@@ -56,7 +54,8 @@ def run_case(n_atoms, periodic, dtype_name, device, repeats, queue):
         r = positions.clone().requires_grad_(True)
         deformation = torch.eye(3, dtype=dtype, device=device) + strain
         strained_cell = None if cell is None else cell @ deformation
-        energy = solve_qeq(r @ deformation, chi, hardness, sigma, total, strained_cell, pbc, accuracy=accuracy).energy
+        energy = solve_qeq(r @ deformation, chi, hardness, sigma, total, strained_cell, pbc, accuracy=accuracy,
+                           method="dense").energy
         forces, virial = torch.autograd.grad(-energy.sum(), [r, strain])
         if device == "cuda":
             torch.cuda.synchronize()
@@ -80,31 +79,6 @@ def run_case(n_atoms, periodic, dtype_name, device, repeats, queue):
     queue.put({"ms": 1e3 * min(times), "peak_mb": max(peak_mb, 0.0)})
 
 
-def measure(n_atoms, periodic, dtype_name, device, repeats):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=run_case, args=(n_atoms, periodic, dtype_name, device, repeats, queue))
-    process.start()
-    while True:  # a crashed case must fail the benchmark, not hang it
-        try:
-            result = queue.get(timeout=5)
-            break
-        except Empty:
-            if not process.is_alive():
-                raise RuntimeError(f"benchmark case failed (exit code {process.exitcode}); see its traceback above")
-    process.join()
-    return result
-
-
-def fit_exponent(rows, minimum_atoms):
-    points = [(math.log(r["atoms"]), math.log(r["ms"])) for r in rows if r["atoms"] >= minimum_atoms]
-    if len(points) < 2:
-        return float("nan")
-    mx = sum(p[0] for p in points) / len(points)
-    my = sum(p[1] for p in points) / len(points)
-    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="sizes up to 300 atoms")
@@ -121,7 +95,8 @@ def main():
     for periodic in (False, True):
         for dtype_name in ("float64", "float32"):
             for n in sizes:
-                result = measure(n, periodic, dtype_name, args.device, args.repeats if n < 2000 else 1)
+                repeats = args.repeats if n < 2000 else 1
+                result = run_in_fresh_process(run_case, n, periodic, dtype_name, args.device, repeats)
                 row = {"kind": "periodic" if periodic else "isolated", "dtype": dtype_name, "atoms": n, **result}
                 rows.append(row)
                 print(f"{row['kind']:>9} {dtype_name:>8} {n:>6} {row['ms']:>10.1f} {row['peak_mb']:>9.1f}", flush=True)
@@ -129,8 +104,8 @@ def main():
     exponents = {}
     for kind in ("isolated", "periodic"):
         for dtype_name in ("float64", "float32"):
-            subset = [r for r in rows if r["kind"] == kind and r["dtype"] == dtype_name]
-            exponents[f"{kind}/{dtype_name}"] = fit_exponent(subset, args.fit_from)
+            subset = [r for r in rows if r["kind"] == kind and r["dtype"] == dtype_name and r["atoms"] >= args.fit_from]
+            exponents[f"{kind}/{dtype_name}"] = loglog_slope([r["atoms"] for r in subset], [r["ms"] for r in subset])
     machine = {
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
         "cpu": platform.processor() or platform.machine(),

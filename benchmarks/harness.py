@@ -1,0 +1,34 @@
+"""Shared by the benchmarks: one case per fresh process, and log–log slopes."""
+
+import multiprocessing
+from queue import Empty
+
+import numpy as np
+
+
+def run_in_fresh_process(target, *args) -> dict:
+    """Run ``target(*args, queue)`` in a new (spawned) process and return what it puts on the queue.
+
+    A fresh process gives each case its own peak resident memory; a case that
+    crashes fails the benchmark instead of hanging it.
+    """
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"benchmark case failed (exit code {process.exitcode}); see its traceback above")
+    process.join()
+    return result
+
+
+def loglog_slope(sizes, values) -> float:
+    """Least-squares slope of log(value) against log(size): the scaling exponent."""
+    if len(sizes) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
