@@ -67,7 +67,6 @@ class QEqSolution(NamedTuple):
     iterations: int  # conjugate-gradient iterations (0 for the dense solve)
 
 
-
 def solve_qeq(
     positions: Tensor,
     electronegativity: Tensor,
@@ -121,7 +120,6 @@ def solve_qeq(
     check_per_atom(hardness, "hardness", structures, True)
     check_per_atom(sigma, "sigma", structures, True)
     check_per_structure(total_charge, "total_charge", structures)
-    parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
     if method not in ("auto", "dense", "iterative"):
         raise ValueError("method must be 'auto', 'dense' or 'iterative'; got '{}'".format(method))
     if reciprocal not in ("auto", "mesh", "ewald"):
@@ -138,6 +136,7 @@ def solve_qeq(
         )
         charges, mu, potential, iterations = solution
     else:
+        parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
         operator = coulomb_operator(positions, sigma, structures, parameters)
         charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
         potential = apply_coulomb(operator, charges)
