@@ -3,13 +3,16 @@
 The QEq charges minimise E(q) = χ·q + ½ qᵀAq on the plane Σq = Q of each
 structure (A = diag(J) + Φ, symmetric positive definite). Projected CG
 (Gould, Hribar & Nocedal 2001) keeps every iterate on that plane by projecting
-the Jacobi-preconditioned gradient,
+the preconditioned gradient,
 
-    z = P r,   P = M⁻¹ − M⁻¹1 1ᵀM⁻¹ / (1ᵀM⁻¹1),   r = ∇E = χ + A q,   M = diag(A),
+    z = P r,   P = M⁻¹ − M⁻¹1 1ᵀM⁻¹ / (1ᵀM⁻¹1),   r = ∇E = χ + A q,
 
 so Σz = 0, and needs only products A d: O(pairs + N K) with the Ewald operator,
-never the N×N matrix. It stops when max |z| (a charge, e) is below the
-tolerance in every structure; μ = (1ᵀM⁻¹r)/(1ᵀM⁻¹1) then equals χᵢ + (Aq)ᵢ.
+O(pairs + N log N) with the mesh, never the N×N matrix. M⁻¹ is Jacobi, or
+Jacobi with a long-wave correction for periodic cells on the mesh path (see
+:mod:`.preconditioner`), which keeps the iteration count nearly flat in N.
+It stops when max |z| (a charge, e) is below the tolerance in every
+structure; μ = (1ᵀM⁻¹r)/(1ᵀM⁻¹1) then equals χᵢ + (Aq)ᵢ.
 
 Derivatives (see :func:`implicit_charges`):
 
@@ -24,13 +27,15 @@ Derivatives (see :func:`implicit_charges`):
 """
 
 import math
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from .coulomb import CoulombOperator, apply_coulomb, coulomb_operator
 from .ewald_parameters import ewald_parameters
+from .mesh import mesh_reciprocal
+from .preconditioner import JacobiPreconditioner, LongWavePreconditioner
 from .structures import Structures, sum_per_structure
 from .units import COULOMB_CONSTANT
 
@@ -46,10 +51,10 @@ class IterativeSolution(NamedTuple):
 
 
 class QEqMatrix(NamedTuple):
-    """A = diag(J) + Φ as a linear operator: Φ q by ``coulomb`` (differentiable), and diag(Φ)."""
+    """A = diag(J) + Φ as a linear operator (Φ q by ``coulomb``, differentiable) and its preconditioner."""
 
     coulomb: Callable[[Tensor], Tensor]
-    coulomb_diagonal: Tensor  # [N] (eV/e²), for the Jacobi preconditioner
+    preconditioner: Union[JacobiPreconditioner, LongWavePreconditioner]
     hardness: Tensor  # [N]
     structures: Structures
 
@@ -70,15 +75,17 @@ def coulomb_diagonal(operator: CoulombOperator) -> Tensor:
     return diagonal + operator.background[batch] * (operator.smearing_squared[batch] - 2.0 * operator.sigma_squared.detach())
 
 
-def _project(residual: Tensor, inverse_diagonal: Tensor, weight_sum: Tensor, structures) -> Tuple[Tensor, Tensor]:
+def _project(residual: Tensor, matrix: QEqMatrix, ones_image: Tensor, weight_sum: Tensor) -> Tuple[Tensor, Tensor]:
     """(z, r') with z = P r and r' = r − ν1, ν = 1ᵀM⁻¹r / 1ᵀM⁻¹1 (so z = M⁻¹r', Σz = 0).
 
-    Carrying r' instead of r (Gould et al.'s residual update) keeps rᵀz free of
-    the cancellation between the large component of r along 1 (≈ μ) and Σz = 0.
+    ``ones_image`` is M⁻¹1 and ``weight_sum`` its sum per structure. Carrying
+    r' instead of r (Gould et al.'s residual update) keeps rᵀz free of the
+    cancellation between the large component of r along 1 (≈ μ) and Σz = 0.
     """
-    nu = sum_per_structure(inverse_diagonal * residual, structures) / weight_sum
+    structures = matrix.structures
+    nu = sum_per_structure(ones_image * residual, structures) / weight_sum
     residual = residual - nu[structures.batch]
-    return inverse_diagonal * residual, residual
+    return matrix.preconditioner.apply(residual), residual
 
 
 def projected_conjugate_gradient(
@@ -89,7 +96,7 @@ def projected_conjugate_gradient(
     tolerance: float = 1e-7,
     max_iterations: int = 1000,
 ) -> IterativeSolution:
-    """Minimise χ·q + ½qᵀAq with Σq = Q per structure by projected Jacobi-PCG (no gradients).
+    """Minimise χ·q + ½qᵀAq with Σq = Q per structure by projected PCG (no gradients).
 
     ``initial_charges`` (e.g. the previous MD step) warm-starts the solve; they
     are first shifted onto Σq = Q. Raises :class:`ConvergenceError` naming the
@@ -99,14 +106,14 @@ def projected_conjugate_gradient(
     batch = structures.batch
     with torch.no_grad():
         chi = electronegativity.detach()
-        inverse_diagonal = 1.0 / (matrix.hardness.detach() + matrix.coulomb_diagonal)
-        weight_sum = sum_per_structure(inverse_diagonal, structures)
+        ones_image = matrix.preconditioner.apply(torch.ones_like(chi))
+        weight_sum = sum_per_structure(ones_image, structures)
 
         q = torch.zeros_like(chi) if initial_charges is None else initial_charges.detach().to(chi.dtype).clone()
         deficit = total_charge.detach().to(chi.dtype) - sum_per_structure(q, structures)
-        q = q + inverse_diagonal * (deficit / weight_sum)[batch]  # feasible start
+        q = q + ones_image * (deficit / weight_sum)[batch]  # feasible start
 
-        z, r = _project(chi + matrix.apply(q), inverse_diagonal, weight_sum, structures)
+        z, r = _project(chi + matrix.apply(q), matrix, ones_image, weight_sum)
         d = -z
         rz = sum_per_structure(r * z, structures)
         iterations = 0
@@ -126,14 +133,14 @@ def projected_conjugate_gradient(
             curvature = sum_per_structure(d * ad, structures)
             alpha = torch.where(active, rz / curvature, torch.zeros_like(rz))
             q = q + alpha[batch] * d
-            z, r = _project(r + alpha[batch] * ad, inverse_diagonal, weight_sum, structures)
+            z, r = _project(r + alpha[batch] * ad, matrix, ones_image, weight_sum)
             rz_new = sum_per_structure(r * z, structures)
             beta = torch.where(active, rz_new / rz, torch.zeros_like(rz))
             d = -z + beta[batch] * d
             rz = rz_new
             iterations += 1
         gradient = chi + matrix.apply(q)  # = μ1 at the solution
-        mu = sum_per_structure(inverse_diagonal * gradient, structures) / weight_sum
+        mu = sum_per_structure(ones_image * gradient, structures) / weight_sum
     return IterativeSolution(q, mu, iterations)
 
 
@@ -223,20 +230,19 @@ def solve_iteratively(
             smearing = max(1.2, gamma_max)
         parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, None)
         operator = coulomb_operator(positions, sigma, structures, parameters, include_reciprocal=False)
-        from .mesh import MeshReciprocal
-
-        mesh = MeshReciprocal(positions, structures, smearing, mesh_spacing=smearing / 3.0, interpolation_nodes=5)
+        mesh = mesh_reciprocal(positions, structures, smearing)
         coulomb = lambda q: apply_coulomb(operator, q) + mesh.apply(q)  # noqa: E731
         mesh_diagonal = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing  # Φ^rec_ii for V ≫ η³
-        diagonal = coulomb_diagonal(operator) + torch.where(
+        diagonal = hardness.detach() + coulomb_diagonal(operator) + torch.where(
             structures.periodic[structures.batch], mesh_diagonal, 0.0
         )
+        preconditioner = LongWavePreconditioner(diagonal, positions, structures, smearing)
     else:
         parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
         operator = coulomb_operator(positions, sigma, structures, parameters)
         coulomb = lambda q: apply_coulomb(operator, q)  # noqa: E731
-        diagonal = coulomb_diagonal(operator)
-    matrix = QEqMatrix(coulomb, diagonal, hardness, structures)
+        preconditioner = JacobiPreconditioner(hardness.detach() + coulomb_diagonal(operator))
+    matrix = QEqMatrix(coulomb, preconditioner, hardness, structures)
     solution = projected_conjugate_gradient(
         matrix, electronegativity, total_charge, initial_charges, tolerance, max_iterations
     )

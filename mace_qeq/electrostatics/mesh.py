@@ -1,9 +1,9 @@
-"""The reciprocal-space sum by particle-mesh Ewald (torch-pme), for large periodic cells.
+"""Mesh convolutions (torch-pme): the reciprocal-space sum by particle-mesh Ewald.
 
 Φ^rec q = (4π k_e / V) Σ_{k≠0} exp(−η²k²/2) ρ̂(k) e^{ik·r} / k² is evaluated on a
-mesh (B-spline interpolation of the charges, FFT, the Ewald kernel, back
-interpolation) in O(N log N) instead of O(N K). The splitting width η is kept
-fixed as N grows, so the real-space pairs grow as N too.
+mesh (interpolation of the charges, FFT, the Ewald kernel, back interpolation)
+in O(N log N) instead of O(N K). The splitting width η is kept fixed as N
+grows, so the real-space pairs grow as N too.
 
 torch-pme's mesh interpolator and k-space filter are used directly: its
 calculator recomputes the mesh kernel and the interpolation weights on every
@@ -11,13 +11,13 @@ call, while here the geometry is fixed during a charge solve, so both are
 computed once per geometry and every conjugate-gradient step costs only the
 interpolation and two FFTs. The mesh has 2·3·5-smooth sizes (FFT-friendly)
 rather than torch-pme's powers of two, which can make it up to 8× larger.
-With mesh spacing η/3 and 5 interpolation nodes the relative error of the
-energy is ~1e-5–1e-4 (checked against the Ewald sum in the tests), the
-accuracy of a default LAMMPS PPPM. Eager only; differentiable in positions
-and cell (forces, stress).
+With mesh spacing η/3 and 5 Lagrange nodes the relative error of the energy
+is ~1e-5–1e-4 (checked against the Ewald sum in the tests), the accuracy of a
+default LAMMPS PPPM. Eager only; differentiable in positions and cell
+(forces, stress).
 """
 
-from typing import List
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -39,37 +39,47 @@ def fft_size(minimum: int) -> int:
         n += 1
 
 
-class MeshReciprocal:
-    """Φ^rec applied to charges by PME, one mesh per periodic structure."""
+class MeshFilter:
+    """v ↦ (1/V) Σ_{k≠0} f(k) v̂(k) e^{ik·r} on the atoms, by a mesh per periodic structure.
 
-    def __init__(self, positions: Tensor, structures: Structures, smearing: float, mesh_spacing: float,
-                 interpolation_nodes: int = 5):
-        from torchpme import CoulombPotential
+    ``kernel(g)`` gives structure g's torch-pme ``KSpaceKernel`` f(k²); v̂(k) =
+    Σ_i v_i e^{−ik·r_i} is approximated by interpolating v onto the mesh
+    (``method``, ``interpolation_nodes`` as in torch-pme's ``MeshInterpolator``).
+    Values of isolated structures are returned as zeros.
+    """
+
+    def __init__(self, positions: Tensor, structures: Structures, kernel: Callable[[int], torch.nn.Module],
+                 mesh_spacing: float, interpolation_nodes: int, method: str):
         from torchpme.lib import KSpaceFilter, MeshInterpolator
 
-        self.structures = structures
-        self.graphs: List[int] = torch.nonzero(structures.periodic).flatten().tolist()
-        potential = CoulombPotential(smearing=smearing, prefactor=COULOMB_CONSTANT).to(
-            device=positions.device, dtype=positions.dtype)
         self.meshes = []
-        for g in self.graphs:
+        for g in torch.nonzero(structures.periodic).flatten().tolist():
             start = int(structures.first_atom[g])
             stop = start + int(structures.num_atoms[g])
             cell = structures.cell[g]
             lengths = torch.linalg.norm(cell.detach(), dim=1)
             ns = torch.tensor([fft_size(int(torch.ceil(length / mesh_spacing))) for length in lengths],
                               device=positions.device)
-            # Lagrange interpolation and these FFT norms are those of torch-pme's PMECalculator.
             interpolator = MeshInterpolator(cell=cell, ns_mesh=ns, interpolation_nodes=interpolation_nodes,
-                                            method="Lagrange")
+                                            method=method)
             interpolator.compute_weights(positions[start:stop])
-            kernel = KSpaceFilter(cell=cell, ns_mesh=ns, kernel=potential, fft_norm="backward", ifft_norm="forward")
-            self.meshes.append((start, stop, interpolator, kernel, structures.volume[g]))
+            # These FFT norms are those of torch-pme's PMECalculator: v̂ and the inverse unnormalised.
+            fourier = KSpaceFilter(cell=cell, ns_mesh=ns, kernel=kernel(g), fft_norm="backward", ifft_norm="forward")
+            self.meshes.append((start, stop, interpolator, fourier, structures.volume[g]))
 
-    def apply(self, charges: Tensor) -> Tensor:
-        out = torch.zeros_like(charges)
-        for start, stop, interpolator, kernel, volume in self.meshes:
-            density = interpolator.points_to_mesh(particle_weights=charges[start:stop, None])
-            potential = interpolator.mesh_to_points(kernel.forward(density))[:, 0] / volume
-            out = out.index_add(0, torch.arange(start, stop, device=charges.device), potential)
+    def apply(self, values: Tensor) -> Tensor:
+        out = torch.zeros_like(values)
+        for start, stop, interpolator, fourier, volume in self.meshes:
+            mesh = interpolator.points_to_mesh(particle_weights=values[start:stop, None])
+            filtered = interpolator.mesh_to_points(fourier.forward(mesh))[:, 0] / volume
+            out = out.index_add(0, torch.arange(start, stop, device=values.device), filtered)
         return out
+
+
+def mesh_reciprocal(positions: Tensor, structures: Structures, smearing: float) -> MeshFilter:
+    """Φ^rec of the periodic structures by PME: mesh spacing η/3, 5 Lagrange nodes."""
+    from torchpme import CoulombPotential
+
+    potential = CoulombPotential(smearing=smearing, prefactor=COULOMB_CONSTANT).to(
+        device=positions.device, dtype=positions.dtype)
+    return MeshFilter(positions, structures, lambda g: potential, smearing / 3.0, 5, "Lagrange")
