@@ -11,8 +11,8 @@ so Σz = 0, and needs only products A d: O(pairs + N K) with the Ewald operator,
 O(pairs + N log N) with the mesh, never the N×N matrix. M⁻¹ is Jacobi, or
 Jacobi with a long-wave correction for periodic cells on the mesh path (see
 :mod:`.preconditioner`), which keeps the iteration count nearly flat in N.
-It stops when max |z| (a charge, e) is below the tolerance in every
-structure; μ = (1ᵀM⁻¹r)/(1ᵀM⁻¹1) then equals χᵢ + (Aq)ᵢ.
+It stops when the Jacobi charge update max |D⁻¹(r − ν1)| (e) is below the
+tolerance in every structure; μ = (1ᵀD⁻¹r)/(1ᵀD⁻¹1) then equals χᵢ + (Aq)ᵢ.
 
 Derivatives (see :func:`implicit_charges`):
 
@@ -50,11 +50,14 @@ class IterativeSolution(NamedTuple):
     iterations: int
 
 
+Preconditioner = Union[JacobiPreconditioner, LongWavePreconditioner]
+
+
 class QEqMatrix(NamedTuple):
     """A = diag(J) + Φ as a linear operator (Φ q by ``coulomb``, differentiable) and its preconditioner."""
 
     coulomb: Callable[[Tensor], Tensor]
-    preconditioner: Union[JacobiPreconditioner, LongWavePreconditioner]
+    preconditioner: Preconditioner
     hardness: Tensor  # [N]
     structures: Structures
 
@@ -75,17 +78,24 @@ def coulomb_diagonal(operator: CoulombOperator) -> Tensor:
     return diagonal + operator.background[batch] * (operator.smearing_squared[batch] - 2.0 * operator.sigma_squared.detach())
 
 
-def _project(residual: Tensor, matrix: QEqMatrix, ones_image: Tensor, weight_sum: Tensor) -> Tuple[Tensor, Tensor]:
+def _project(residual: Tensor, preconditioner: Preconditioner, ones_image: Tensor, weight_sum: Tensor,
+             structures: Structures) -> Tuple[Tensor, Tensor]:
     """(z, r') with z = P r and r' = r − ν1, ν = 1ᵀM⁻¹r / 1ᵀM⁻¹1 (so z = M⁻¹r', Σz = 0).
 
     ``ones_image`` is M⁻¹1 and ``weight_sum`` its sum per structure. Carrying
     r' instead of r (Gould et al.'s residual update) keeps rᵀz free of the
     cancellation between the large component of r along 1 (≈ μ) and Σz = 0.
     """
-    structures = matrix.structures
     nu = sum_per_structure(ones_image * residual, structures) / weight_sum
     residual = residual - nu[structures.batch]
-    return matrix.preconditioner.apply(residual), residual
+    return preconditioner.apply(residual), residual
+
+
+def _jacobi_update(residual: Tensor, inverse_diagonal: Tensor, jacobi_sum: Tensor, structures: Structures) -> Tensor:
+    """max |D⁻¹(r − ν1)| per structure (e), ν = 1ᵀD⁻¹r / 1ᵀD⁻¹1: the step a Jacobi iteration would take."""
+    nu = sum_per_structure(inverse_diagonal * residual, structures) / jacobi_sum
+    update = (inverse_diagonal * (residual - nu[structures.batch])).abs()
+    return torch.zeros_like(jacobi_sum).scatter_reduce(0, structures.batch, update, "amax", include_self=True)
 
 
 def projected_conjugate_gradient(
@@ -99,48 +109,64 @@ def projected_conjugate_gradient(
     """Minimise χ·q + ½qᵀAq with Σq = Q per structure by projected PCG (no gradients).
 
     ``initial_charges`` (e.g. the previous MD step) warm-starts the solve; they
-    are first shifted onto Σq = Q. Raises :class:`ConvergenceError` naming the
-    structures that did not converge within ``max_iterations``.
+    are first shifted onto Σq = Q. The solve stops when the Jacobi charge
+    update max |D⁻¹(r − ν1)| is below ``tolerance`` (e) in every structure,
+    the same measure whatever the preconditioner, so that a preconditioner
+    cannot hide a residual. Should the preconditioner turn out not to be
+    positive definite (rᵀz ≤ 0, possible only for the long-wave correction in
+    unusual cells), the solve continues from where it is with Jacobi. Raises
+    :class:`ConvergenceError` naming the structures that did not converge
+    within ``max_iterations``.
     """
     structures = matrix.structures
     batch = structures.batch
     with torch.no_grad():
         chi = electronegativity.detach()
-        ones_image = matrix.preconditioner.apply(torch.ones_like(chi))
-        weight_sum = sum_per_structure(ones_image, structures)
+        preconditioner = matrix.preconditioner
+        inverse_diagonal = preconditioner.inverse_diagonal
+        jacobi_sum = sum_per_structure(inverse_diagonal, structures)
 
         q = torch.zeros_like(chi) if initial_charges is None else initial_charges.detach().to(chi.dtype).clone()
         deficit = total_charge.detach().to(chi.dtype) - sum_per_structure(q, structures)
-        q = q + ones_image * (deficit / weight_sum)[batch]  # feasible start
-
-        z, r = _project(chi + matrix.apply(q), matrix, ones_image, weight_sum)
-        d = -z
-        rz = sum_per_structure(r * z, structures)
+        q = q + inverse_diagonal * (deficit / jacobi_sum)[batch]  # feasible start
+        r = chi + matrix.apply(q)
         iterations = 0
-        while True:
-            error = torch.zeros_like(rz).scatter_reduce(0, batch, z.abs(), "amax", include_self=True)
-            active = error > tolerance
-            if not bool(active.any()):
-                break
-            if iterations >= max_iterations:
-                failed = torch.nonzero(active).flatten().tolist()
-                raise ConvergenceError(
-                    f"iterative QEq did not converge in {max_iterations} iterations for structures {failed} "
-                    f"(largest charge update {float(error.max()):.3e} e > tolerance {tolerance:.1e} e); "
-                    "raise max_iterations or tolerance, or use method='dense'"
-                )
-            ad = matrix.apply(d)
-            curvature = sum_per_structure(d * ad, structures)
-            alpha = torch.where(active, rz / curvature, torch.zeros_like(rz))
-            q = q + alpha[batch] * d
-            z, r = _project(r + alpha[batch] * ad, matrix, ones_image, weight_sum)
-            rz_new = sum_per_structure(r * z, structures)
-            beta = torch.where(active, rz_new / rz, torch.zeros_like(rz))
-            d = -z + beta[batch] * d
-            rz = rz_new
-            iterations += 1
+        restart = True
+        while restart:
+            restart = False
+            ones_image = preconditioner.apply(torch.ones_like(chi))
+            weight_sum = sum_per_structure(ones_image, structures)
+            z, r = _project(r, preconditioner, ones_image, weight_sum, structures)
+            d = -z
+            rz = sum_per_structure(r * z, structures)
+            while True:
+                error = _jacobi_update(r, inverse_diagonal, jacobi_sum, structures)
+                active = error > tolerance
+                if not bool(active.any()):
+                    break
+                if iterations >= max_iterations:
+                    failed = torch.nonzero(active).flatten().tolist()
+                    raise ConvergenceError(
+                        f"iterative QEq did not converge in {max_iterations} iterations for structures {failed} "
+                        f"(largest charge update {float(error.max()):.3e} e > tolerance {tolerance:.1e} e); "
+                        "raise max_iterations or tolerance, or use method='dense'"
+                    )
+                ad = matrix.apply(d)
+                curvature = sum_per_structure(d * ad, structures)
+                alpha = torch.where(active, rz / curvature, torch.zeros_like(rz))
+                q = q + alpha[batch] * d
+                z, r = _project(r + alpha[batch] * ad, preconditioner, ones_image, weight_sum, structures)
+                rz_new = sum_per_structure(r * z, structures)
+                iterations += 1
+                if not isinstance(preconditioner, JacobiPreconditioner) and bool((active & (rz_new <= 0)).any()):
+                    preconditioner = JacobiPreconditioner(1.0 / inverse_diagonal)
+                    restart = True
+                    break
+                beta = torch.where(active, rz_new / rz, torch.zeros_like(rz))
+                d = -z + beta[batch] * d
+                rz = rz_new
         gradient = chi + matrix.apply(q)  # = μ1 at the solution
-        mu = sum_per_structure(ones_image * gradient, structures) / weight_sum
+        mu = sum_per_structure(inverse_diagonal * gradient, structures) / jacobi_sum
     return IterativeSolution(q, mu, iterations)
 
 

@@ -42,13 +42,15 @@ def fft_size(minimum: int) -> int:
 class MeshFilter:
     """v ↦ (1/V) Σ_{k≠0} f(k) v̂(k) e^{ik·r} on the atoms, by a mesh per periodic structure.
 
-    ``kernel(g)`` gives structure g's torch-pme ``KSpaceKernel`` f(k²); v̂(k) =
+    ``kernel(g, interpolator)`` gives structure g's torch-pme ``KSpaceKernel``
+    f(k²) (it may use g's interpolator, whose weights are computed); v̂(k) =
     Σ_i v_i e^{−ik·r_i} is approximated by interpolating v onto the mesh
     (``method``, ``interpolation_nodes`` as in torch-pme's ``MeshInterpolator``).
     Values of isolated structures are returned as zeros.
     """
 
-    def __init__(self, positions: Tensor, structures: Structures, kernel: Callable[[int], torch.nn.Module],
+    def __init__(self, positions: Tensor, structures: Structures,
+                 kernel: Callable[[int, torch.nn.Module], torch.nn.Module],
                  mesh_spacing: float, interpolation_nodes: int, method: str):
         from torchpme.lib import KSpaceFilter, MeshInterpolator
 
@@ -64,7 +66,8 @@ class MeshFilter:
                                             method=method)
             interpolator.compute_weights(positions[start:stop])
             # These FFT norms are those of torch-pme's PMECalculator: v̂ and the inverse unnormalised.
-            fourier = KSpaceFilter(cell=cell, ns_mesh=ns, kernel=kernel(g), fft_norm="backward", ifft_norm="forward")
+            fourier = KSpaceFilter(cell=cell, ns_mesh=ns, kernel=kernel(g, interpolator), fft_norm="backward",
+                                   ifft_norm="forward")
             self.meshes.append((start, stop, interpolator, fourier, structures.volume[g]))
 
     def apply(self, values: Tensor) -> Tensor:
@@ -82,4 +85,4 @@ def mesh_reciprocal(positions: Tensor, structures: Structures, smearing: float) 
 
     potential = CoulombPotential(smearing=smearing, prefactor=COULOMB_CONSTANT).to(
         device=positions.device, dtype=positions.dtype)
-    return MeshFilter(positions, structures, lambda g: potential, smearing / 3.0, 5, "Lagrange")
+    return MeshFilter(positions, structures, lambda g, interpolator: potential, smearing / 3.0, 5, "Lagrange")
