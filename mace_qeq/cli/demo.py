@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import ase.io
 import numpy as np
@@ -35,24 +35,6 @@ def split(dataset: Path, work_dir: Path, test_fraction: float, seed: int):
     ase.io.write(work_dir / "train.xyz", train)
     ase.io.write(work_dir / "test.xyz", test)
     return train, test
-
-
-def test_errors(calculator, test) -> List[Dict[str, float]]:
-    rows: Dict[str, Dict[str, list]] = {}
-    for atoms in test:
-        atoms = atoms.copy()
-        atoms.calc = calculator
-        row = rows.setdefault(atoms.info["config_type"], {"e": [], "f": [], "q": [], "mu": []})
-        row["e"].append((atoms.get_potential_energy() - atoms.info["REF_energy"]) / len(atoms))
-        row["f"].append((atoms.get_forces() - atoms.arrays["REF_forces"]).ravel())
-        row["q"].append(atoms.get_charges() - atoms.arrays["REF_charges"])
-        row["mu"].append(atoms.get_dipole_moment() - atoms.info["REF_dipole"])
-    rms = lambda values: 1e3 * float(np.sqrt(np.mean(np.square(np.concatenate([np.ravel(v) for v in values])))))  # noqa: E731
-    return [
-        {"config_type": name, "structures": len(r["e"]), "E": rms(r["e"]), "F": rms(r["f"]), "Q": rms(r["q"]),
-         "dipole": rms(r["mu"])}
-        for name, r in sorted(rows.items())
-    ]
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -79,15 +61,18 @@ def main(argv: Optional[List[str]] = None) -> None:
         train_args += ["--max_num_epochs", str(args.max_num_epochs)]
     run_train(train_args)
 
+    from mace_qeq.analysis.evaluate import evaluate_model, test_errors
     from mace_qeq.calculators import MACEQEqCalculator
 
     model_path = args.work_dir / "maceqeq_demo.model"
+    predictions = evaluate_model(str(model_path), str(args.work_dir / "test.xyz"))
     calculator = MACEQEqCalculator(model_paths=str(model_path), device="cpu", default_dtype="float64")
     print("\n=== Test errors (RMSE, from the ASE calculator) ===")
     print(f"{'config_type':<12} {'n':>4} {'E meV/atom':>11} {'F meV/Å':>9} {'Q me':>8} {'dipole me·Å':>12}")
-    for row in test_errors(calculator, test):
-        print(f"{row['config_type']:<12} {row['structures']:>4} {row['E']:>11.1f} {row['F']:>9.1f} "
-              f"{row['Q']:>8.1f} {row['dipole']:>12.1f}")
+    for config_type in sorted(set(predictions.config_type)):
+        errors = test_errors(predictions, config_type)
+        print(f"{config_type:<12} {errors.structures:>4} {errors.energy_mev_per_atom:>11.1f} "
+              f"{errors.forces_mev_per_a:>9.1f} {errors.charges_me:>8.1f} {errors.dipole_me_a:>12.1f}")
 
     plus = next(a for a in test + train if a.info.get("config_type") == "Ag3+")
     minus = next(a for a in train + test if a.info.get("config_type") == "Ag3-"
