@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from harness import loglog_slope, run_in_fresh_process
+from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
 
 RESULTS = Path(__file__).parent / "results"
 DENSITY = 0.1  # atoms / Å³
@@ -146,12 +146,8 @@ def main():
                            marker=marker, label=f"{kind} {dtype_name}")
     axes[0].set(xlabel="atoms", ylabel="time (ms)", title="energy + forces (+ virial)")
     axes[1].set(xlabel="atoms", ylabel="peak memory (MB)", title="peak memory above baseline")
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     fig.suptitle(f"mace-qeq dense QEq ({machine['device']})")
-    fig.tight_layout()
-    fig.savefig(args.output / "electrostatics_speed.png", dpi=120)
+    save_loglog_figure(fig, axes, args.output / "electrostatics_speed.png")
     print("\n".join(lines[-1:]))
     print(f"wrote {args.output}/electrostatics_speed.{{json,md,png}}")
 

@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: one case per fresh process, and log–log slopes."""
+"""Shared by the benchmarks: one case per fresh process, log–log slopes and saving their plots."""
 
 import multiprocessing
 from queue import Empty
@@ -32,3 +32,12 @@ def loglog_slope(sizes, values) -> float:
     if len(sizes) < 2:
         return float("nan")
     return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
+
+
+def save_loglog_figure(fig, axes, path) -> None:
+    """Grid and legend on every panel, then write ``path`` (PNG)."""
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from harness import loglog_slope, run_in_fresh_process
+from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
 
 from mace_qeq.electrostatics import solve_qeq
 
@@ -249,11 +249,7 @@ def report(rows, machine, args):
                        label=f"MACEQEq iterative {system}")
     axes[0].set(xlabel="atoms", ylabel="time (ms)", title="energy + forces + stress")
     axes[1].set(xlabel="atoms", ylabel="peak memory above baseline (MB)", title="memory")
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.output / "scaling.png", dpi=120)
+    save_loglog_figure(fig, axes, args.output / "scaling.png")
     print("\n".join(lines[-1:]))
     print(f"wrote {args.output}/scaling.{{json,md,png}}")
 
