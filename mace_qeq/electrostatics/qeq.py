@@ -104,7 +104,7 @@ def solve_qeq(
         reciprocal: iterative path: "mesh" (particle-mesh Ewald, O(N log N),
             relative energy error ~1e-4), "ewald" (to ``accuracy``), or "auto":
             mesh for structures of more than ``mesh_limit`` atoms.
-        tolerance: iterative path: largest preconditioned charge update (e) at convergence.
+        tolerance: iterative path: largest Jacobi charge update max |D⁻¹(r − ν1)| (e) at convergence.
         max_iterations: iterative path: raise ``ConvergenceError`` beyond this.
         initial_charges: iterative path: warm start [N] (e.g. the previous MD step).
         differentiate_charges: iterative path: attach derivatives of the
