@@ -55,7 +55,7 @@ QUICK = ["--max_num_epochs", "40", "--num_channels", "16", "--max_L", "0", "--co
 
 
 def make_xtb_set(name: str, folder: Path, seed: int = 0):
-    from mace_qeq.datasets.xtb_clusters import make_dataset
+    from mace_qeq.datasets.xtb_sets import make_dataset
 
     structures = make_dataset(folder / f"{name}_xtb_all.xyz", seed=seed, **XTB_SETS[name])
     # the configs fit E0s by least squares ("average"): the isolated atoms are not needed

@@ -54,8 +54,8 @@ def run_case(n_atoms, periodic, dtype_name, device, repeats, queue):
         r = positions.clone().requires_grad_(True)
         deformation = torch.eye(3, dtype=dtype, device=device) + strain
         strained_cell = None if cell is None else cell @ deformation
-        energy = solve_qeq(r @ deformation, chi, hardness, sigma, total, strained_cell, pbc, accuracy=accuracy,
-                           method="dense").energy
+        energy = solve_qeq(r @ deformation, chi, hardness, sigma, total, strained_cell, pbc,
+                           options=QEqOptions(accuracy=accuracy, method="dense")).energy
         forces, virial = torch.autograd.grad(-energy.sum(), [r, strain])
         if device == "cuda":
             torch.cuda.synchronize()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
 
-from mace_qeq.electrostatics import solve_qeq
+from mace_qeq.electrostatics import QEqOptions, solve_qeq
 
 RESULTS = Path(__file__).parent / "results"
 ELEMENTS = [1, 8, 11, 17]
@@ -127,8 +127,8 @@ def time_long_range(model, batch):
     elapsed = 1e3 * (time.perf_counter() - start)
     with torch.no_grad():
         iterations = solve_qeq(batch["positions"], chi, hardness, sigma, torch.zeros(1, dtype=dtype), cell,
-                               batch["pbc"].view(1, 3), batch["batch"], block.accuracy, dense_limit=block.dense_limit,
-                               tolerance=block.tolerance, differentiate_charges=False).iterations
+                               batch["pbc"].view(1, 3), batch["batch"], block.options,
+                               differentiate_charges=False).iterations
     return elapsed, iterations
 
 

@@ -7,14 +7,18 @@ batch layout of MACE (positions [N, 3], per-atom tensors [N], a ``batch`` vector
 
 from .coulomb import CoulombOperator, apply_coulomb, coulomb_energy, coulomb_matrix, coulomb_operator
 from .ewald_parameters import EwaldParameters, ewald_parameters
+from .iterative import ConvergenceError
+from .options import QEqOptions
 from .qeq import QEqSolution, solve_qeq
 from .structures import Structures, describe_structures
 from .units import COULOMB_CONSTANT
 
 __all__ = [
     "COULOMB_CONSTANT",
+    "ConvergenceError",
     "CoulombOperator",
     "EwaldParameters",
+    "QEqOptions",
     "QEqSolution",
     "Structures",
     "apply_coulomb",

@@ -109,6 +109,27 @@ def coulomb_operator(
     )
 
 
+def detach_coulomb(operator: CoulombOperator) -> CoulombOperator:
+    """``operator`` cut from the autograd graph (for solver iterations, which need no derivatives).
+
+    Compiled code uses this instead of ``torch.no_grad()``: under TorchScript's
+    profiling executor a no-grad block can strip the gradients of values that
+    cross it.
+    """
+    return CoulombOperator(
+        operator.structures,
+        operator.pairs,
+        operator.pair_interaction.detach(),
+        operator.self_interaction.detach(),
+        operator.cos_kr.detach(),
+        operator.sin_kr.detach(),
+        operator.kspace_weights.detach(),
+        operator.background.detach(),
+        operator.smearing_squared.detach(),
+        operator.sigma_squared.detach(),
+    )
+
+
 def apply_coulomb(operator: CoulombOperator, charges: Tensor) -> Tensor:
     """Φ q (eV/e, the electrostatic potential at each atom), without forming Φ."""
     structures = operator.structures

@@ -14,34 +14,67 @@ Jacobi with a long-wave correction for periodic cells on the mesh path (see
 It stops when the Jacobi charge update max |D⁻¹(r − ν1)| (e) is below the
 tolerance in every structure; μ = (1ᵀD⁻¹r)/(1ᵀD⁻¹1) then equals χᵢ + (Aq)ᵢ.
 
-Derivatives (see :func:`implicit_charges`):
+Derivatives:
 
 * energy, forces, stress: E_QEq is stationary in q on the constraint plane, so
   its derivatives at fixed q* are exact (envelope theorem); no derivative of
-  the solve is needed;
-* derivatives of q* itself (charge and dipole losses, charge feedback): by
-  implicit differentiation, q* = q̂ − S g(q̂) with g = χ + A q̂ (≈ 0 at the
-  solution) and S the constrained inverse of A, whose backward is one more
+  the solve is needed. This is all a compiled model uses.
+* derivatives of q* itself (charge and dipole losses, charge feedback), eager
+  mode: implicit differentiation, q* = q̂ − S g(q̂) with g = χ + A q̂ (≈ 0 at
+  the solution) and S the constrained inverse of A, whose backward is one more
   projected-CG solve (the adjoint). Second derivatives through it (force
   training) are not available: train on the dense path.
+
+Everything but the implicit derivatives is TorchScript-compatible, so compiled
+models and the LAMMPS export solve large structures the same way as eager ones.
 """
 
 import math
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .coulomb import CoulombOperator, apply_coulomb, coulomb_operator
+from .coulomb import CoulombOperator, apply_coulomb, coulomb_operator, detach_coulomb
 from .ewald_parameters import ewald_parameters
-from .mesh import mesh_reciprocal
-from .preconditioner import JacobiPreconditioner, LongWavePreconditioner
+from .mesh import MeshOperator, apply_mesh, detach_mesh, ewald_mesh
+from .options import QEqOptions
+from .preconditioner import Preconditioner, apply_preconditioner, jacobi, long_wave_preconditioner
 from .structures import Structures, sum_per_structure
-from .units import COULOMB_CONSTANT
+from .units import coulomb_constant
 
 
 class ConvergenceError(RuntimeError):
-    """The iterative QEq solve did not reach its tolerance."""
+    """The iterative QEq solve did not reach its tolerance (a RuntimeError in compiled code)."""
+
+
+class QEqOperator(NamedTuple):
+    """A = diag(J) + Φ as a linear operator; Φ^rec by the Ewald sum inside ``coulomb`` or by ``mesh``."""
+
+    coulomb: CoulombOperator
+    mesh: Optional[MeshOperator]
+    hardness: Tensor  # [N] (eV/e²)
+
+
+def apply_coulomb_total(operator: QEqOperator, charges: Tensor) -> Tensor:
+    """Φ q (eV/e): real space, self, background and the reciprocal sum (Ewald or mesh)."""
+    potential = apply_coulomb(operator.coulomb, charges)
+    mesh = operator.mesh
+    if mesh is not None:
+        potential = potential + apply_mesh(mesh, charges)
+    return potential
+
+
+def apply_qeq(operator: QEqOperator, charges: Tensor) -> Tensor:
+    """A q = J q + Φ q."""
+    return operator.hardness * charges + apply_coulomb_total(operator, charges)
+
+
+def detach_qeq(operator: QEqOperator) -> QEqOperator:
+    """``operator`` cut from the autograd graph (see :func:`~.coulomb.detach_coulomb`)."""
+    mesh = operator.mesh
+    return QEqOperator(detach_coulomb(operator.coulomb), None if mesh is None else detach_mesh(mesh),
+                       operator.hardness.detach())
 
 
 class IterativeSolution(NamedTuple):
@@ -50,23 +83,8 @@ class IterativeSolution(NamedTuple):
     iterations: int
 
 
-Preconditioner = Union[JacobiPreconditioner, LongWavePreconditioner]
-
-
-class QEqMatrix(NamedTuple):
-    """A = diag(J) + Φ as a linear operator (Φ q by ``coulomb``, differentiable) and its preconditioner."""
-
-    coulomb: Callable[[Tensor], Tensor]
-    preconditioner: Preconditioner
-    hardness: Tensor  # [N]
-    structures: Structures
-
-    def apply(self, charges: Tensor) -> Tensor:
-        return self.hardness * charges + self.coulomb(charges)
-
-
 def coulomb_diagonal(operator: CoulombOperator) -> Tensor:
-    """diag(Φ) (eV/e²) from the factors of Φ, without forming it."""
+    """diag(Φ) (eV/e²) from the factors of Φ (without its mesh part), without forming it."""
     batch = operator.structures.batch
     diagonal = operator.self_interaction.detach()
     if operator.kspace_weights.shape[1] > 0:  # c_k² + s_k² = 1
@@ -88,7 +106,7 @@ def _project(residual: Tensor, preconditioner: Preconditioner, ones_image: Tenso
     """
     nu = sum_per_structure(ones_image * residual, structures) / weight_sum
     residual = residual - nu[structures.batch]
-    return preconditioner.apply(residual), residual
+    return apply_preconditioner(preconditioner, residual), residual
 
 
 def _jacobi_update(residual: Tensor, inverse_diagonal: Tensor, jacobi_sum: Tensor, structures: Structures) -> Tensor:
@@ -98,8 +116,15 @@ def _jacobi_update(residual: Tensor, inverse_diagonal: Tensor, jacobi_sum: Tenso
     return torch.zeros_like(jacobi_sum).scatter_reduce(0, structures.batch, update, "amax", include_self=True)
 
 
+def _not_converged(message: str):
+    if torch.jit.is_scripting():
+        raise RuntimeError("ConvergenceError: " + message)
+    raise ConvergenceError(message)
+
+
 def projected_conjugate_gradient(
-    matrix: QEqMatrix,
+    matrix: QEqOperator,
+    preconditioner: Preconditioner,
     electronegativity: Tensor,
     total_charge: Tensor,
     initial_charges: Optional[Tensor] = None,
@@ -118,55 +143,57 @@ def projected_conjugate_gradient(
     :class:`ConvergenceError` naming the structures that did not converge
     within ``max_iterations``.
     """
-    structures = matrix.structures
+    structures = matrix.coulomb.structures
     batch = structures.batch
-    with torch.no_grad():
-        chi = electronegativity.detach()
-        preconditioner = matrix.preconditioner
-        inverse_diagonal = preconditioner.inverse_diagonal
-        jacobi_sum = sum_per_structure(inverse_diagonal, structures)
+    matrix = detach_qeq(matrix)  # not torch.no_grad(): see detach_coulomb
+    chi = electronegativity.detach()
+    inverse_diagonal = preconditioner.inverse_diagonal
+    jacobi_sum = sum_per_structure(inverse_diagonal, structures)
 
-        q = torch.zeros_like(chi) if initial_charges is None else initial_charges.detach().to(chi.dtype).clone()
-        deficit = total_charge.detach().to(chi.dtype) - sum_per_structure(q, structures)
-        q = q + inverse_diagonal * (deficit / jacobi_sum)[batch]  # feasible start
-        r = chi + matrix.apply(q)
-        iterations = 0
-        restart = True
-        while restart:
-            restart = False
-            ones_image = preconditioner.apply(torch.ones_like(chi))
-            weight_sum = sum_per_structure(ones_image, structures)
-            z, r = _project(r, preconditioner, ones_image, weight_sum, structures)
-            d = -z
-            rz = sum_per_structure(r * z, structures)
-            while True:
-                error = _jacobi_update(r, inverse_diagonal, jacobi_sum, structures)
-                active = error > tolerance
-                if not bool(active.any()):
-                    break
-                if iterations >= max_iterations:
-                    failed = torch.nonzero(active).flatten().tolist()
-                    raise ConvergenceError(
-                        f"iterative QEq did not converge in {max_iterations} iterations for structures {failed} "
-                        f"(largest charge update {float(error.max()):.3e} e > tolerance {tolerance:.1e} e); "
-                        "raise max_iterations or tolerance, or use method='dense'"
-                    )
-                ad = matrix.apply(d)
-                curvature = sum_per_structure(d * ad, structures)
-                alpha = torch.where(active, rz / curvature, torch.zeros_like(rz))
-                q = q + alpha[batch] * d
-                z, r = _project(r + alpha[batch] * ad, preconditioner, ones_image, weight_sum, structures)
-                rz_new = sum_per_structure(r * z, structures)
-                iterations += 1
-                if not isinstance(preconditioner, JacobiPreconditioner) and bool((active & (rz_new <= 0)).any()):
-                    preconditioner = JacobiPreconditioner(1.0 / inverse_diagonal)
-                    restart = True
-                    break
-                beta = torch.where(active, rz_new / rz, torch.zeros_like(rz))
-                d = -z + beta[batch] * d
-                rz = rz_new
-        gradient = chi + matrix.apply(q)  # = μ1 at the solution
-        mu = sum_per_structure(inverse_diagonal * gradient, structures) / jacobi_sum
+    if initial_charges is None:
+        q = torch.zeros_like(chi)
+    else:
+        q = initial_charges.detach().to(chi.dtype).clone()
+    deficit = total_charge.detach().to(chi.dtype) - sum_per_structure(q, structures)
+    q = q + inverse_diagonal * (deficit / jacobi_sum)[batch]  # feasible start
+    r = chi + apply_qeq(matrix, q)
+    iterations = 0
+    restart = True
+    while restart:
+        restart = False
+        ones_image = apply_preconditioner(preconditioner, torch.ones_like(chi))
+        weight_sum = sum_per_structure(ones_image, structures)
+        z, r = _project(r, preconditioner, ones_image, weight_sum, structures)
+        d = -z
+        rz = sum_per_structure(r * z, structures)
+        while True:
+            error = _jacobi_update(r, inverse_diagonal, jacobi_sum, structures)
+            active = error > tolerance
+            if not bool(active.any()):
+                break
+            if iterations >= max_iterations:
+                failed: List[int] = torch.nonzero(active).flatten().tolist()
+                _not_converged(
+                    "iterative QEq did not converge in {} iterations for structures {} (largest charge update "
+                    "{} e > tolerance {} e); raise max_iterations or tolerance, or use method='dense'".format(
+                        max_iterations, failed, float(error.max()), tolerance)
+                )
+            ad = apply_qeq(matrix, d)
+            curvature = sum_per_structure(d * ad, structures)
+            alpha = torch.where(active, rz / curvature, torch.zeros_like(rz))
+            q = q + alpha[batch] * d
+            z, r = _project(r + alpha[batch] * ad, preconditioner, ones_image, weight_sum, structures)
+            rz_new = sum_per_structure(r * z, structures)
+            iterations += 1
+            if preconditioner.long_waves is not None and bool((active & (rz_new <= 0)).any()):
+                preconditioner = Preconditioner(inverse_diagonal, None)
+                restart = True
+                break
+            beta = torch.where(active, rz_new / rz, torch.zeros_like(rz))
+            d = -z + beta[batch] * d
+            rz = rz_new
+    gradient = chi + apply_qeq(matrix, q)  # = μ1 at the solution
+    mu = sum_per_structure(inverse_diagonal * gradient, structures) / jacobi_sum
     return IterativeSolution(q, mu, iterations)
 
 
@@ -179,8 +206,9 @@ class _ConstrainedInverse(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, residual, matrix, tolerance, max_iterations):
+    def forward(ctx, residual, matrix, preconditioner, tolerance, max_iterations):
         ctx.matrix = matrix
+        ctx.preconditioner = preconditioner
         ctx.tolerance = tolerance
         ctx.max_iterations = max_iterations
         return torch.zeros_like(residual)  # only the derivative is used (see implicit_charges)
@@ -193,37 +221,35 @@ class _ConstrainedInverse(torch.autograd.Function):
                 "(e.g. force training); use method='dense' for training structures"
             )
         # S v minimises −v·q + ½qᵀAq on Σq = 0; the tolerance scales with |v|.
-        zeros = torch.zeros(ctx.matrix.structures.num_structures, dtype=grad.dtype, device=grad.device)
+        zeros = torch.zeros(ctx.matrix.coulomb.structures.num_structures, dtype=grad.dtype, device=grad.device)
         scale = max(float(grad.abs().max()), 1e-30)
         adjoint = projected_conjugate_gradient(
-            ctx.matrix, -grad, zeros, None, ctx.tolerance * scale, ctx.max_iterations
+            ctx.matrix, ctx.preconditioner, -grad, zeros, None, ctx.tolerance * scale, ctx.max_iterations
         ).charges
-        return adjoint, None, None, None
+        return adjoint, None, None, None, None
 
 
-def implicit_charges(
-    matrix: QEqMatrix, electronegativity: Tensor, solution: IterativeSolution, tolerance: float, max_iterations: int
-) -> Tensor:
-    """q* with the derivatives of implicit differentiation attached.
+@torch.jit.unused
+def implicit_charges(matrix: QEqOperator, preconditioner: Preconditioner, electronegativity: Tensor,
+                     charges: Tensor, tolerance: float, max_iterations: int) -> Tensor:
+    """The converged ``charges`` q̂ with the derivatives of implicit differentiation attached (eager only).
 
     q = q̂ − S g(q̂), g = χ + A q̂ = ∇E(q̂): the value is q̂ (g ⟂ the plane
     vanishes at the solution, S removes the part along 1), and dq/dθ =
     −S ∂g/∂θ, exactly the derivative of the constrained minimiser.
     """
-    q_hat = solution.charges
-    gradient = electronegativity + matrix.apply(q_hat)
-    correction = _ConstrainedInverse.apply(gradient, matrix, tolerance, max_iterations)
-    return q_hat - (correction - correction.detach())
+    gradient = electronegativity + apply_qeq(matrix, charges)
+    correction = _ConstrainedInverse.apply(gradient, matrix, preconditioner, tolerance, max_iterations)
+    return charges - (correction - correction.detach())
 
 
 class IterativeQEq(NamedTuple):
     charges: Tensor
     chemical_potential: Tensor
-    potential: Tensor  # Φ q (eV/e), differentiable
+    potential: Tensor  # Φ q (eV/e), differentiable in positions, cell and σ
     iterations: int
 
 
-@torch.jit.unused
 def solve_iteratively(
     positions: Tensor,
     electronegativity: Tensor,
@@ -231,48 +257,50 @@ def solve_iteratively(
     sigma: Tensor,
     total_charge: Tensor,
     structures: Structures,
-    accuracy: float,
-    smearing: Optional[float],
-    real_space_cutoff: Optional[float],
-    kspace_cutoff: Optional[float],
-    reciprocal: str,
-    tolerance: float,
-    max_iterations: int,
+    options: QEqOptions,
     initial_charges: Optional[Tensor],
     differentiate_charges: bool,
 ) -> IterativeQEq:
-    """Charges, μ and Φq by projected CG, with the reciprocal sum by Ewald or PME.
+    """Charges, μ and Φq by projected CG, with the reciprocal sum by Ewald or smooth PME.
 
-    Eager only (``torch.jit.unused``): compiled code takes the dense path.
-
-    ``reciprocal="mesh"`` (PME, periodic structures) keeps η fixed,
-    η = max(1.2 Å, γ_max) unless given, so pairs and mesh grow linearly with N;
-    ``"ewald"`` uses the Ewald parameters of :func:`ewald_parameters`.
+    The mesh path (periodic structures, ``options.reciprocal`` "mesh", or
+    "auto" above ``mesh_limit`` atoms) keeps η fixed, η = max(mesh_smearing,
+    γ_max) unless given, so pairs and mesh grow linearly with N; the Ewald path
+    uses the parameters of :func:`ewald_parameters`. Derivatives of the charges
+    (``differentiate_charges``) need eager mode; compiled code gets constant
+    charges, which leaves energy, forces and stress exact.
     """
+    reciprocal = options.reciprocal
+    if reciprocal == "auto":
+        reciprocal = "mesh" if structures.max_atoms > options.mesh_limit else "ewald"
     use_mesh = reciprocal == "mesh" and bool(structures.periodic.any())
+    tolerance = options.tolerance
+    max_iterations = options.max_iterations
+    mesh: Optional[MeshOperator] = None
     if use_mesh:
-        if smearing is None:
-            gamma_max = math.sqrt(2.0) * float(sigma.detach().max())
-            smearing = max(1.2, gamma_max)
-        parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, None)
-        operator = coulomb_operator(positions, sigma, structures, parameters, include_reciprocal=False)
-        mesh = mesh_reciprocal(positions, structures, smearing)
-        coulomb = lambda q: apply_coulomb(operator, q) + mesh.apply(q)  # noqa: E731
-        mesh_diagonal = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing  # Φ^rec_ii for V ≫ η³
-        diagonal = hardness.detach() + coulomb_diagonal(operator) + torch.where(
+        eta = options.smearing
+        if eta is None:
+            eta = max(options.mesh_smearing, math.sqrt(2.0) * float(sigma.detach().max()))
+        parameters = ewald_parameters(structures, sigma, options.accuracy, eta, options.real_space_cutoff, None)
+        coulomb = coulomb_operator(positions, sigma, structures, parameters, include_reciprocal=False)
+        mesh = ewald_mesh(positions, structures, eta, options.mesh_spacing * eta, options.mesh_order)
+        mesh_diagonal = coulomb_constant() * math.sqrt(2.0 / math.pi) / eta  # Φ^rec_ii for V ≫ η³
+        diagonal = hardness.detach() + coulomb_diagonal(coulomb) + torch.where(
             structures.periodic[structures.batch], mesh_diagonal, 0.0
         )
-        preconditioner = LongWavePreconditioner(diagonal, positions, structures, smearing)
+        preconditioner = long_wave_preconditioner(diagonal, positions, structures, eta)
     else:
-        parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
-        operator = coulomb_operator(positions, sigma, structures, parameters)
-        coulomb = lambda q: apply_coulomb(operator, q)  # noqa: E731
-        preconditioner = JacobiPreconditioner(hardness.detach() + coulomb_diagonal(operator))
-    matrix = QEqMatrix(coulomb, preconditioner, hardness, structures)
+        parameters = ewald_parameters(structures, sigma, options.accuracy, options.smearing,
+                                      options.real_space_cutoff, options.kspace_cutoff)
+        coulomb = coulomb_operator(positions, sigma, structures, parameters)
+        preconditioner = jacobi(hardness.detach() + coulomb_diagonal(coulomb))
+    matrix = QEqOperator(coulomb, mesh, hardness)
     solution = projected_conjugate_gradient(
-        matrix, electronegativity, total_charge, initial_charges, tolerance, max_iterations
+        matrix, preconditioner, electronegativity, total_charge, initial_charges, tolerance, max_iterations
     )
     charges = solution.charges
-    if differentiate_charges and torch.is_grad_enabled():
-        charges = implicit_charges(matrix, electronegativity, solution, tolerance, max_iterations)
-    return IterativeQEq(charges, solution.chemical_potential, coulomb(charges), solution.iterations)
+    if not torch.jit.is_scripting():
+        if differentiate_charges and torch.is_grad_enabled():
+            charges = implicit_charges(matrix, preconditioner, electronegativity, charges, tolerance, max_iterations)
+    return IterativeQEq(charges, solution.chemical_potential, apply_coulomb_total(matrix, charges),
+                        solution.iterations)

@@ -8,9 +8,9 @@ integer shifts S so that gradients reach positions and cell (stress).
 
 The periodic neighbour search uses vesin (cell lists, handles cut-offs
 larger than the cell) once per periodic structure, since each has its own cell
-and cut-off. Compiled TorchScript code uses a pure-torch search over lattice
-images instead, so that a saved model needs no compiled extension to load
-(MACE's calculator, LAMMPS). Isolated structures need no search: all their
+and cut-off. Compiled TorchScript code uses a pure-torch cell list instead, so
+that a saved model needs no compiled extension to load (MACE's calculator,
+LAMMPS). Isolated structures need no search: all their
 pairs are enumerated by index arithmetic for the whole batch at once.
 """
 
@@ -45,40 +45,65 @@ def isolated_pairs(structures: Structures, select: Tensor) -> PairList:
     return PairList(first, second, torch.zeros(first.shape[0], 3, dtype=structures.cell.dtype, device=device))
 
 
-def _image_search(positions: Tensor, cell: Tensor, cutoff: float) -> List[Tensor]:
-    """Half list (i, j, S) with |rⱼ − rᵢ + S·cell| < cutoff by looping over lattice images.
+def _cell_list_search(positions: Tensor, cell: Tensor, cutoff: float) -> List[Tensor]:
+    """Half list (i, j, S) with |rⱼ − rᵢ + S·cell| < cutoff by cell lists, in pure torch.
 
-    Atoms are wrapped into the cell first (r = r_w + O·cell with integer O), so
-    images |S'_d| ≤ ⌈cutoff / plane spacing_d⌉ + 1 of the wrapped atoms cover
-    every pair; the shift of the original atoms is S = S' + Oᵢ − Oⱼ. The
-    half list keeps S' = 0 with i < j and every (i, j) for S' in one half of
-    the image lattice (S and −S describe the same pair).
+    Atoms are wrapped into the cell (r = r_w + O·cell, O integer) and binned
+    along each lattice direction into bins at least cutoff/2 wide (at least one
+    bin); a bin's partners are the bins up to ``reach`` = ⌈cutoff / bin width⌉
+    away, wrapped periodically with the image shift S' they cross, so cut-offs
+    larger than the cell work too. Each unordered image pair is kept once: bin
+    offsets in one half of offset space, and i < j within a bin. The shift of the
+    original atoms is S = S' + Oᵢ − Oⱼ. Cost ∝ N × (atoms within the cut-off).
     """
-    n = positions.shape[0]
+    device = positions.device
+    dtype = positions.dtype
     inverse = torch.linalg.inv(cell)
     fractional = positions @ inverse
     offsets = torch.floor(fractional)
     wrapped = positions - offsets @ cell
     spacing = 1.0 / torch.linalg.norm(inverse, dim=0)  # distance between lattice planes
-    reach: List[int] = (torch.ceil(cutoff / spacing) + 1).to(torch.long).tolist()
-    first = torch.arange(n, device=positions.device)[:, None].expand(n, n)
-    second = torch.arange(n, device=positions.device)[None, :].expand(n, n)
+    counts_float = torch.clamp(torch.floor(2.0 * spacing / cutoff), min=1.0)
+    counts: List[int] = counts_float.to(torch.long).tolist()
+    reach: List[int] = torch.ceil(cutoff * counts_float / spacing).to(torch.long).tolist()
+    shape = torch.tensor(counts, device=device)
+    bins = torch.minimum(torch.floor((fractional - offsets) * counts_float).to(torch.long), shape - 1)
+    bin_id = (bins[:, 0] * counts[1] + bins[:, 1]) * counts[2] + bins[:, 2]
+    num_bins = counts[0] * counts[1] * counts[2]
+    order = torch.argsort(bin_id, stable=True)
+    occupancy = torch.bincount(bin_id, minlength=num_bins)
+    width = int(occupancy.max())
+    first_in_bin = torch.cumsum(occupancy, 0) - occupancy
+    slot = torch.arange(order.shape[0], device=device) - first_in_bin[bin_id[order]]
+    table = torch.full((num_bins, width), -1, dtype=torch.long, device=device)
+    table[bin_id[order], slot] = order  # atoms of each bin, −1 padded
+    cells = torch.stack(torch.meshgrid(torch.arange(counts[0], device=device), torch.arange(counts[1], device=device),
+                                       torch.arange(counts[2], device=device), indexing="ij"), dim=-1).reshape(-1, 3)
     firsts: List[Tensor] = []
     seconds: List[Tensor] = []
     shifts: List[Tensor] = []
     for a in range(0, reach[0] + 1):
         for b in range(-reach[1] if a > 0 else 0, reach[1] + 1):
             for c in range(-reach[2] if (a > 0 or b > 0) else 0, reach[2] + 1):
-                image = torch.tensor([a, b, c], dtype=positions.dtype, device=positions.device)
-                vector = wrapped[None, :, :] - wrapped[:, None, :] + image @ cell
-                keep = (vector * vector).sum(dim=2) < cutoff * cutoff
+                step = torch.tensor([a, b, c], device=device)
+                target = cells + step
+                image = torch.div(target, shape, rounding_mode="floor")
+                target = target - image * shape
+                partner = table[(target[:, 0] * counts[1] + target[:, 1]) * counts[2] + target[:, 2]]
+                i = table[:, :, None].expand(num_bins, width, width)
+                j = partner[:, None, :].expand(num_bins, width, width)
+                keep = (i >= 0) & (j >= 0)
                 if a == 0 and b == 0 and c == 0:
-                    keep = keep & (second > first)
-                i = first[keep]
-                j = second[keep]
-                firsts.append(i)
-                seconds.append(j)
-                shifts.append(image[None, :] + offsets[i] - offsets[j])
+                    keep = keep & (j > i)
+                image_shift = (image.to(dtype) @ cell)[:, None, None, :]
+                vector = wrapped[j.clamp(min=0)] - wrapped[i.clamp(min=0)] + image_shift
+                keep = keep & ((vector * vector).sum(dim=-1) < cutoff * cutoff)
+                box = torch.nonzero(keep)
+                first = i[keep]
+                second = j[keep]
+                firsts.append(first)
+                seconds.append(second)
+                shifts.append(image.to(dtype)[box[:, 0]] + offsets[first] - offsets[second])
     return [torch.cat(firsts), torch.cat(seconds), torch.cat(shifts)]
 
 
@@ -96,7 +121,7 @@ def periodic_pairs(positions: Tensor, structures: Structures, select: Tensor, cu
         atoms = positions[start : start + count].detach()
         cell = structures.cell[g].detach()
         if torch.jit.is_scripting():
-            found = _image_search(atoms, cell, float(cutoff[g]))
+            found = _cell_list_search(atoms, cell, float(cutoff[g]))
         else:
             found = NeighborList(cutoff=float(cutoff[g]), full_list=False).compute(atoms, cell, True, "ijS", True)
         firsts.append(found[0].to(torch.long) + start)

@@ -11,8 +11,8 @@ with ⟨k|D⁻¹|k'⟩ ≈ δ_kk' V w (structure-factor fluctuations neglected):
 
     M⁻¹ = D⁻¹ − D⁻¹ Wᵀ H W D⁻¹,   H: multiply v̂(k) by exp(−η²k²/8) K̂ / (1 + w K̂) / V,
 
-with W the quadratic B-spline (P3M) spreading of atom values onto a coarse
-mesh (spacing η, 27 × fewer points than the PME mesh) and Wᵀ its
+with W the quadratic B-spline spreading of atom values onto a coarse mesh
+(spacing η, 27 × fewer points than a mesh of spacing η/3) and Wᵀ its
 interpolation back. w = Σᵢ(1/dᵢ)/V_occupied (e²/(eV Å³)) is the density of
 1/d over the mesh cells that atoms occupy: n⟨1/d⟩ for a bulk material, the
 local value (not the box average) for a cluster or slab with vacuum in its
@@ -27,65 +27,59 @@ the CG solver detects (rᵀz ≤ 0) and answers by going on with Jacobi; its
 stopping test is the Jacobi charge update whatever M⁻¹ is. Measured (PME
 path, tolerance 1e-5 e, float64): from 1,000 to 22,000 atoms Jacobi needs
 20 → 52 iterations for NaCl-like and 21 → 43 for water-like boxes, this
-10 → 12 and 9 → 10; a 1,728-atom NaCl slab with 10–60 Å of vacuum 33–34 →
-16–17; a 512-atom NaCl cluster in a 25 Å box 23 → 13, in 40–80 Å boxes as
-many as Jacobi (23–24).
+10 → 12 and 9 → 10.
+
+TorchScript-compatible.
 """
+
+from typing import List, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from .mesh import MeshFilter
+from .mesh import MeshOperator, apply_mesh, coulomb_kernel, spline_mesh, spread, squared_wavevectors, with_filters
 from .structures import Structures
-from .units import COULOMB_CONSTANT
 
 
-class JacobiPreconditioner:
+class Preconditioner(NamedTuple):
+    """M⁻¹ = D⁻¹ − D⁻¹ Wᵀ H W D⁻¹; Jacobi when ``long_waves`` is None."""
+
+    inverse_diagonal: Tensor  # [N] D⁻¹ (e²/eV)
+    long_waves: Optional[MeshOperator]  # Wᵀ H W on the coarse mesh of the periodic structures
+
+
+def jacobi(diagonal: Tensor) -> Preconditioner:
     """M⁻¹ = D⁻¹."""
-
-    def __init__(self, diagonal: Tensor):
-        self.inverse_diagonal = 1.0 / diagonal
-
-    def apply(self, residual: Tensor) -> Tensor:
-        return self.inverse_diagonal * residual
+    return Preconditioner(1.0 / diagonal.detach(), None)
 
 
-class _LongWaveKernel(torch.nn.Module):
-    """f(k) = exp(−a²k²/2) K̂(k) / (1 + w K̂(k)) as a torch-pme k-space kernel (0 at k = 0)."""
-
-    def __init__(self, coulomb: torch.nn.Module, weight: float, window: float):
-        super().__init__()
-        self.coulomb = coulomb
-        self.weight = weight  # w = Σᵢ (1/dᵢ) / V_occupied (e²/(eV Å³))
-        self.window = window  # Å: exp(−window²k²/2)
-
-    def kernel_from_k_sq(self, k_sq: Tensor) -> Tensor:
-        kernel = self.coulomb.lr_from_k_sq(k_sq)
-        return torch.exp(-0.5 * self.window**2 * k_sq) * kernel / (1.0 + self.weight * kernel)
-
-
-class LongWavePreconditioner:
+def long_wave_preconditioner(diagonal: Tensor, positions: Tensor, structures: Structures,
+                             smearing: float) -> Preconditioner:
     """Jacobi plus the long-wave correction on the periodic structures (see the module docstring)."""
+    inverse_diagonal = 1.0 / diagonal.detach()  # everything here is cut from the autograd graph
+    coarse = spline_mesh(positions.detach(), structures, smearing, 3)
+    density = spread(coarse, inverse_diagonal)
+    filters: List[Tensor] = []
+    graphs: List[int] = torch.nonzero(structures.periodic).flatten().tolist()
+    for slot, g in enumerate(graphs):
+        shape = coarse.shapes[slot]
+        points = shape[0] * shape[1] * shape[2]
+        start = coarse.starts[slot]
+        cells = density[start : start + points]
+        occupied = int((cells > 0.01 * cells.mean()).sum())  # mesh cells with atoms nearby
+        volume = float(structures.volume[g])
+        weight = float(cells.sum()) / (volume * occupied / points)
+        k2 = squared_wavevectors(structures.cell[g].detach(), shape)
+        kernel = coulomb_kernel(k2, smearing)
+        window = torch.exp(-0.125 * smearing * smearing * k2)
+        filters.append(window * kernel / (1.0 + weight * kernel) * (points / volume))
+    return Preconditioner(inverse_diagonal, with_filters(coarse, filters))
 
-    def __init__(self, diagonal: Tensor, positions: Tensor, structures: Structures, smearing: float):
-        from torchpme import CoulombPotential
 
-        self.inverse_diagonal = 1.0 / diagonal.detach()
-        coulomb = CoulombPotential(smearing=smearing, prefactor=COULOMB_CONSTANT).to(
-            device=positions.device, dtype=positions.dtype)
-
-        def kernel(g: int, interpolator: torch.nn.Module) -> torch.nn.Module:
-            start = int(structures.first_atom[g])
-            spread = interpolator.points_to_mesh(
-                particle_weights=self.inverse_diagonal[start:start + int(structures.num_atoms[g]), None])
-            occupied = int((spread > 0.01 * spread.mean()).sum())  # mesh cells with atoms nearby
-            occupied_volume = float(structures.volume[g]) * occupied / spread.numel()
-            return _LongWaveKernel(coulomb, float(spread.sum()) / occupied_volume, window=0.5 * smearing)
-
-        with torch.no_grad():
-            self.long_waves = MeshFilter(positions.detach(), structures, kernel, mesh_spacing=smearing,
-                                         interpolation_nodes=3, method="P3M")
-
-    def apply(self, residual: Tensor) -> Tensor:
-        jacobi = self.inverse_diagonal * residual
-        return jacobi - self.inverse_diagonal * self.long_waves.apply(jacobi)
+def apply_preconditioner(preconditioner: Preconditioner, residual: Tensor) -> Tensor:
+    """M⁻¹ r."""
+    jacobi_step = preconditioner.inverse_diagonal * residual
+    long_waves = preconditioner.long_waves
+    if long_waves is None:
+        return jacobi_step
+    return jacobi_step - preconditioner.inverse_diagonal * apply_mesh(long_waves, jacobi_step)

@@ -25,11 +25,13 @@ Two solvers, chosen by ``method``:
   second derivatives (force training) all come out of the same graph. O(n³)
   time, O(n²) memory.
 * ``"iterative"``: matrix-free projected conjugate gradients
-  (:mod:`.iterative`), O(pairs + N K) per iteration and memory linear in the
-  pairs and k-vectors. Energy, forces and stress are exact by the envelope
-  theorem (E_QEq is stationary in q); derivatives of the charges come from
-  implicit differentiation (one adjoint solve) when ``differentiate_charges``;
-  no second derivatives. Eager mode only (TorchScript uses the dense path).
+  (:mod:`.iterative`), O(pairs + N K) per iteration with the Ewald sum,
+  O(pairs + N log N) with smooth particle-mesh Ewald (:mod:`.mesh`), memory
+  linear in N. Energy, forces and stress are exact by the envelope theorem
+  (E_QEq is stationary in q); in eager mode derivatives of the charges come
+  from implicit differentiation (one adjoint solve) when
+  ``differentiate_charges``; no second derivatives. Compiled (TorchScript)
+  code takes this path too, with constant charges.
 * ``"auto"`` (default): dense up to ``dense_limit`` atoms per structure.
 
 Measured (``benchmarks/scaling.py``, 2 CPU cores): above ~500 atoms the
@@ -45,6 +47,7 @@ from torch import Tensor
 from .coulomb import CoulombOperator, apply_coulomb, coulomb_matrix, coulomb_operator
 from .ewald_parameters import ewald_parameters
 from .iterative import solve_iteratively
+from .options import QEqOptions, check_options
 from .structures import (
     Structures,
     check_per_atom,
@@ -76,16 +79,7 @@ def solve_qeq(
     cell: Optional[Tensor] = None,
     pbc: Optional[Tensor] = None,
     batch: Optional[Tensor] = None,
-    accuracy: float = 1e-8,
-    smearing: Optional[float] = None,
-    real_space_cutoff: Optional[float] = None,
-    kspace_cutoff: Optional[float] = None,
-    method: str = "auto",
-    dense_limit: int = 500,
-    reciprocal: str = "auto",
-    mesh_limit: int = 500,
-    tolerance: float = 1e-7,
-    max_iterations: int = 1000,
+    options: QEqOptions = QEqOptions(),
     initial_charges: Optional[Tensor] = None,
     differentiate_charges: bool = True,
 ) -> QEqSolution:
@@ -97,19 +91,12 @@ def solve_qeq(
         hardness: [N] J > 0 (eV/e²).
         sigma: [N] Gaussian widths σ > 0 (Å).
         total_charge: [G] Q of each structure (e).
-        cell, pbc, batch, accuracy, smearing, real_space_cutoff, kspace_cutoff:
-            as in :func:`~mace_qeq.electrostatics.coulomb.coulomb_energy`.
-        method: "dense", "iterative" or "auto" (see the module docstring).
-        dense_limit: "auto" solves structures of up to this many atoms densely.
-        reciprocal: iterative path: "mesh" (particle-mesh Ewald, O(N log N),
-            relative energy error ~1e-4), "ewald" (to ``accuracy``), or "auto":
-            mesh for structures of more than ``mesh_limit`` atoms.
-        tolerance: iterative path: largest Jacobi charge update max |D⁻¹(r − ν1)| (e) at convergence.
-        max_iterations: iterative path: raise ``ConvergenceError`` beyond this.
+        cell, pbc, batch: as in :func:`~mace_qeq.electrostatics.coulomb.coulomb_energy`.
+        options: :class:`QEqOptions` (solver, Ewald accuracy, mesh).
         initial_charges: iterative path: warm start [N] (e.g. the previous MD step).
-        differentiate_charges: iterative path: attach derivatives of the
-            charges (implicit differentiation); without them the charges are
-            constants, which leaves energy, forces and stress exact.
+        differentiate_charges: iterative path, eager mode: attach derivatives
+            of the charges (implicit differentiation); without them the charges
+            are constants, which leaves energy, forces and stress exact.
 
     Returns:
         :class:`QEqSolution` (charges [N], chemical_potential [G], energy [G],
@@ -120,23 +107,16 @@ def solve_qeq(
     check_per_atom(hardness, "hardness", structures, True)
     check_per_atom(sigma, "sigma", structures, True)
     check_per_structure(total_charge, "total_charge", structures)
-    if method not in ("auto", "dense", "iterative"):
-        raise ValueError("method must be 'auto', 'dense' or 'iterative'; got '{}'".format(method))
-    if reciprocal not in ("auto", "mesh", "ewald"):
-        raise ValueError("reciprocal must be 'auto', 'mesh' or 'ewald'; got '{}'".format(reciprocal))
-    if reciprocal == "auto":
-        reciprocal = "mesh" if structures.max_atoms > mesh_limit else "ewald"
-    iterative = method == "iterative" or (method == "auto" and structures.max_atoms > dense_limit)
+    check_options(options)
+    iterative = options.method == "iterative" or (options.method == "auto" and structures.max_atoms > options.dense_limit)
     iterations = 0
-    if iterative and not torch.jit.is_scripting():
-        solution = solve_iteratively(
-            positions, electronegativity, hardness, sigma, total_charge, structures, accuracy, smearing,
-            real_space_cutoff, kspace_cutoff, reciprocal, tolerance, max_iterations, initial_charges,
-            differentiate_charges,
-        )
+    if iterative:
+        solution = solve_iteratively(positions, electronegativity, hardness, sigma, total_charge, structures, options,
+                                     initial_charges, differentiate_charges)
         charges, mu, potential, iterations = solution
     else:
-        parameters = ewald_parameters(structures, sigma, accuracy, smearing, real_space_cutoff, kspace_cutoff)
+        parameters = ewald_parameters(structures, sigma, options.accuracy, options.smearing, options.real_space_cutoff,
+                                      options.kspace_cutoff)
         operator = coulomb_operator(positions, sigma, structures, parameters)
         charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
         potential = apply_coulomb(operator, charges)

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from mace_qeq.electrostatics import solve_qeq
+from mace_qeq.electrostatics import QEqOptions, solve_qeq
 
 
 class Electrostatics(NamedTuple):
@@ -25,13 +25,19 @@ class ChargeEquilibrationBlock(torch.nn.Module):
 
     Training (``training=True``: second derivatives for force training) uses the
     dense solve; evaluation solves structures of more than ``dense_limit`` atoms
-    iteratively with particle-mesh Ewald, in eager mode (see
-    :func:`~mace_qeq.electrostatics.solve_qeq`). Both are attributes a user may
-    change on a loaded model.
+    iteratively with particle-mesh Ewald, in eager and in compiled models (see
+    :func:`~mace_qeq.electrostatics.solve_qeq`). ``accuracy``, ``dense_limit``,
+    ``mesh_limit``, ``tolerance`` and ``max_iterations`` are attributes a user
+    may change on a loaded model.
+
+    Warm start (molecular dynamics): outside training the block keeps the last
+    charges it found and starts the next iterative solve from them when the
+    batch has as many atoms (or from ``initial_charges`` when given). The start
+    only changes how fast the solve converges, never what it converges to.
     """
 
     def __init__(self, energy: str = "qeq", accuracy: float = 1e-8, dense_limit: int = 500,
-                 tolerance: float = 1e-6):
+                 tolerance: float = 1e-6, mesh_limit: int = 500, max_iterations: int = 1000):
         super().__init__()
         if energy not in ("qeq", "coulomb"):
             raise ValueError(f"energy must be 'qeq' or 'coulomb'; got {energy!r}")
@@ -39,6 +45,28 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         self.accuracy = accuracy
         self.dense_limit = dense_limit
         self.tolerance = tolerance
+        self.mesh_limit = mesh_limit
+        self.max_iterations = max_iterations
+        # The warm-start state: a plain attribute, not a buffer (no state dict, no SWA averaging).
+        self.previous_charges = torch.zeros(0)
+
+    def __setstate__(self, state):
+        # Blocks saved by mace-qeq 0.1.0 lack the newer settings and the warm-start state.
+        state.setdefault("mesh_limit", 500)
+        state.setdefault("max_iterations", 1000)
+        state.setdefault("previous_charges", torch.zeros(0))
+        super().__setstate__(state)
+
+    def options(self, training: bool) -> QEqOptions:
+        """The solver settings: always dense in training (force training needs second derivatives)."""
+        return QEqOptions(
+            method="dense" if training else "auto",
+            dense_limit=self.dense_limit,
+            mesh_limit=self.mesh_limit,
+            tolerance=self.tolerance,
+            max_iterations=self.max_iterations,
+            accuracy=self.accuracy,
+        )
 
     def forward(
         self,
@@ -56,11 +84,16 @@ class ChargeEquilibrationBlock(torch.nn.Module):
     ) -> Electrostatics:
         """``differentiate_charges=False`` is enough for energy, forces and stress
         (envelope theorem); charge losses and charge feedback need it True."""
+        previous = self.previous_charges
+        if initial_charges is None and not training and previous.shape[0] == positions.shape[0] \
+                and previous.device == positions.device:
+            initial_charges = previous.to(positions.dtype)
         solution = solve_qeq(
-            positions, electronegativity, hardness, sigma, total_charge, cell, pbc, batch, self.accuracy,
-            method="dense" if training else "auto", dense_limit=self.dense_limit, tolerance=self.tolerance,
-            initial_charges=initial_charges, differentiate_charges=differentiate_charges,
+            positions, electronegativity, hardness, sigma, total_charge, cell, pbc, batch, self.options(training),
+            initial_charges, differentiate_charges,
         )
+        if not training:
+            self.previous_charges = solution.charges.detach()
         if self.coulomb_only:
             node_energy = 0.5 * solution.charges * solution.potential
             energy = torch.zeros_like(solution.energy).index_add(0, batch, node_energy)

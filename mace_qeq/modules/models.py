@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .charge_embedding import ChargeEmbedding
 from .charge_equilibration import ChargeEquilibrationBlock
+from .overlaps import refuse_overlapping_atoms
 from .readouts import ElectronegativityHardnessReadout, GaussianWidths
 
 #: The constructor options MACEQEq adds to ScaleShiftMACE's, with their defaults.
@@ -37,7 +38,12 @@ QEQ_OPTIONS: Dict[str, Any] = {
     "qeq_energy": "qeq",
     "qeq_charge_feedback": False,
     "qeq_accuracy": 1e-8,
+    "qeq_electronegativity_range": 2.0,
+    "qeq_minimum_hardness": 1.0,
 }
+
+#: What models saved by mace-qeq 0.1.0 did, for the options they did not store.
+LEGACY_OPTIONS: Dict[str, Any] = {"qeq_electronegativity_range": 0.0, "qeq_minimum_hardness": 0.1}
 
 
 @compile_mode("script")
@@ -54,6 +60,11 @@ class MACEQEq(ScaleShiftMACE):
         qeq_charge_feedback: embed q* into the node features of the last
             interaction (needs num_interactions ≥ 2).
         qeq_accuracy: Ewald truncation tolerance.
+        qeq_electronegativity_range: Δχ (eV/e), bound of the environment part
+            of χ around its per-element value (0: unbounded).
+        qeq_minimum_hardness: J_min > 0 (eV/e²), lower bound of the hardness.
+
+    Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
     """
 
     def __init__(
@@ -64,6 +75,8 @@ class MACEQEq(ScaleShiftMACE):
         qeq_energy: str = "qeq",
         qeq_charge_feedback: bool = False,
         qeq_accuracy: float = 1e-8,
+        qeq_electronegativity_range: float = 2.0,
+        qeq_minimum_hardness: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,6 +100,8 @@ class MACEQEq(ScaleShiftMACE):
         self.qeq_hardness = qeq_hardness
         self.qeq_energy = qeq_energy
         self.qeq_accuracy = qeq_accuracy
+        self.qeq_electronegativity_range = qeq_electronegativity_range
+        self.qeq_minimum_hardness = qeq_minimum_hardness
 
         mlp_irreps = o3.Irreps(kwargs.get("MLP_irreps", "16x0e"))
         self.qeq_readout = ElectronegativityHardnessReadout(
@@ -96,11 +111,18 @@ class MACEQEq(ScaleShiftMACE):
             mlp_irreps,
             kwargs.get("gate", torch.nn.functional.silu),
             hardness=qeq_hardness,
+            minimum_hardness=qeq_minimum_hardness,
+            electronegativity_range=qeq_electronegativity_range,
         )
         self.gaussian_widths = GaussianWidths(qeq_sigma, learnable=qeq_learnable_sigma)
         self.charge_equilibration = ChargeEquilibrationBlock(energy=qeq_energy, accuracy=qeq_accuracy)
         if qeq_charge_feedback:
             self.charge_embedding = ChargeEmbedding(self.num_qeq_features)
+
+    def __setstate__(self, state):
+        for key, value in LEGACY_OPTIONS.items():
+            state.setdefault(key, value)
+        super().__setstate__(state)
 
     @torch.jit.unused
     def qeq_options(self) -> Dict[str, Any]:
@@ -112,6 +134,8 @@ class MACEQEq(ScaleShiftMACE):
             "qeq_energy": self.qeq_energy,
             "qeq_charge_feedback": self.charge_feedback,
             "qeq_accuracy": self.qeq_accuracy,
+            "qeq_electronegativity_range": self.qeq_electronegativity_range,
+            "qeq_minimum_hardness": self.qeq_minimum_hardness,
         }
 
     def forward(
@@ -147,6 +171,7 @@ class MACEQEq(ScaleShiftMACE):
         interaction_kwargs = ctx.interaction_kwargs
         batch = data["batch"]
         node_attrs = data["node_attrs"]
+        refuse_overlapping_atoms(lengths, data["edge_index"], batch, data["ptr"])
 
         # The electrostatics must see the strained geometry: prepare_graph strains
         # data["positions"] but not the cell, so strain the cell here the same way.

@@ -1,17 +1,24 @@
 """Per-atom QEq parameters from MACE's invariant node features.
 
-Electronegativity (eV/e), one value per head:
+Electronegativity (eV/e), one value per head, bounded around a per-element value:
 
-    χᵢ = χ⁰_{Zᵢ} + MLP_χ(hᵢ)
+    χᵢ = χ⁰_{Zᵢ} + Δχ tanh(MLP_χ(hᵢ) / Δχ)
 
-Hardness (eV/e²), positive by construction:
+Hardness (eV/e²), bounded below:
 
-    Jᵢ = softplus(j_{Zᵢ} [+ MLP_J(hᵢ)]) + J_min
+    Jᵢ = J_min + softplus(j_{Zᵢ} [+ MLP_J(hᵢ)])
 
 per element (``hardness="element"``, NequIP-LR's choice) or also environment
 dependent (``hardness="environment"``). hᵢ are the scalar (0e) features of one
 MACE layer. Gaussian widths σ_Z (Å) are per element, fixed (default: covalent
 radii) or learnable (σ = exp(s), so σ > 0).
+
+Why the bounds: the QEq energy at the charges, min_q Σ[χq + ½Jq²] + ½qᵀΦq, is
+≥ −Σᵢ(χᵢ − μ)²/(2Jᵢ) because Φ is positive semi-definite; an unbounded χ
+readout, extrapolating at close contact, opens holes of thousands of eV with
+charges of tens of e. With |χᵢ − χ⁰_Z| < Δχ and Jᵢ ≥ J_min every charge and
+the energy stay within physical bounds whatever the geometry: two atoms of
+one element pushed together take charges of at most ±Δχ/J_min.
 """
 
 import math
@@ -23,12 +30,18 @@ from mace.modules.blocks import NonLinearReadoutBlock
 from torch import Tensor
 
 
-def _inverse_softplus(x: float) -> float:
+def inverse_softplus(x: float) -> float:
+    """y with softplus(y) = x (x > 0)."""
     return math.log(math.expm1(x))
 
 
 class ElectronegativityHardnessReadout(torch.nn.Module):
-    """χ and J for every atom, per head, from scalar node features [N, F]."""
+    """χ and J for every atom, per head, from scalar node features [N, F].
+
+    ``electronegativity_range`` Δχ (eV/e) bounds the environment part of χ
+    (0: unbounded, as in models saved by mace-qeq 0.1.0); ``minimum_hardness``
+    is J_min (eV/e²).
+    """
 
     def __init__(
         self,
@@ -39,20 +52,28 @@ class ElectronegativityHardnessReadout(torch.nn.Module):
         gate: Optional[Callable],
         hardness: str = "element",
         initial_hardness: float = 5.0,
-        minimum_hardness: float = 0.1,
+        minimum_hardness: float = 1.0,
+        electronegativity_range: float = 2.0,
     ):
         super().__init__()
         if hardness not in ("element", "environment"):
             raise ValueError(f"hardness must be 'element' or 'environment'; got {hardness!r}")
+        if not minimum_hardness > 0.0:
+            raise ValueError(f"minimum_hardness must be > 0 eV/e²; got {minimum_hardness}")
+        if not initial_hardness > minimum_hardness:
+            raise ValueError(f"initial_hardness {initial_hardness} must exceed minimum_hardness {minimum_hardness}")
+        if not electronegativity_range >= 0.0:
+            raise ValueError(f"electronegativity_range must be ≥ 0 eV/e (0: unbounded); got {electronegativity_range}")
         self.num_heads = num_heads
         self.minimum_hardness = minimum_hardness
+        self.electronegativity_range = electronegativity_range
         irreps_in = o3.Irreps(f"{num_features}x0e")
         irreps_out = o3.Irreps(f"{num_heads}x0e")
         hidden = (num_heads * o3.Irreps(mlp_irreps)).simplify()
         self.electronegativity_mlp = NonLinearReadoutBlock(irreps_in, hidden, gate, irreps_out, num_heads)
         self.electronegativity_offset = torch.nn.Parameter(torch.zeros(num_elements, num_heads))
         self.hardness_offset = torch.nn.Parameter(
-            torch.full((num_elements, num_heads), _inverse_softplus(initial_hardness - minimum_hardness))
+            torch.full((num_elements, num_heads), inverse_softplus(initial_hardness - minimum_hardness))
         )
         if hardness == "environment":
             self.hardness_mlp = NonLinearReadoutBlock(irreps_in, hidden, gate, irreps_out, num_heads)
@@ -62,10 +83,26 @@ class ElectronegativityHardnessReadout(torch.nn.Module):
                 if isinstance(mlp, NonLinearReadoutBlock):
                     mlp.linear_2.weight.mul_(0.1)
 
+    def __setstate__(self, state):
+        # Models saved by mace-qeq 0.1.0 had an unbounded χ: keep their predictions.
+        state.setdefault("electronegativity_range", 0.0)
+        super().__setstate__(state)
+
+    @torch.no_grad()
+    def set_element_values(self, electronegativity: List[float], hardness: List[float]) -> None:
+        """Set χ⁰_Z (eV/e) and the per-element J_Z (eV/e², > J_min) of every head (e.g. fitted to data)."""
+        chi = torch.tensor(electronegativity, dtype=self.electronegativity_offset.dtype)
+        raw = [inverse_softplus(max(j - self.minimum_hardness, 1e-3)) for j in hardness]
+        self.electronegativity_offset.copy_(chi[:, None].expand_as(self.electronegativity_offset))
+        self.hardness_offset.copy_(torch.tensor(raw, dtype=chi.dtype)[:, None].expand_as(self.hardness_offset))
+
     def forward(self, features: Tensor, node_attrs: Tensor, node_heads: Tensor) -> Tuple[Tensor, Tensor]:
         """Return (χ [N] in eV/e, J [N] in eV/e²) for each atom's head."""
         atoms = torch.arange(features.shape[0], device=features.device)
-        chi = self.electronegativity_mlp(features, node_heads) + node_attrs @ self.electronegativity_offset
+        environment = self.electronegativity_mlp(features, node_heads)
+        if self.electronegativity_range > 0.0:
+            environment = self.electronegativity_range * torch.tanh(environment / self.electronegativity_range)
+        chi = environment + node_attrs @ self.electronegativity_offset
         raw_hardness = node_attrs @ self.hardness_offset
         if hasattr(self, "hardness_mlp"):
             raw_hardness = raw_hardness + self.hardness_mlp(features, node_heads)

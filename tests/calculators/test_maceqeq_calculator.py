@@ -78,3 +78,26 @@ def test_bad_total_charges_are_refused(calculator):
 def test_shared_ase_property_list_is_untouched(calculator):
     assert "charges" in calculator.implemented_properties
     assert "charges" not in BaseCalculator.implemented_properties
+
+
+def test_bad_geometries_are_refused_by_name(calculator):
+    overlapping = nacl_cluster()
+    overlapping.positions[3] = overlapping.positions[1] + 1e-4
+    with pytest.raises(ValueError, match=r"atoms (1 and 3|3 and 1) of structure 0 are .* apart.*overlapping"):
+        evaluate(calculator, overlapping, charge=0)
+    copper = nacl_cluster()
+    copper.numbers[2] = 29
+    with pytest.raises(ValueError, match=r"atom 2 is Cu \(Z = 29\).*its elements are Na, Cl"):
+        evaluate(calculator, copper, charge=0)
+    flat = nacl_cell()
+    flat.cell[2] = flat.cell[0] + flat.cell[1]
+    with pytest.raises(ValueError, match=r"cell is singular \(volume"):
+        evaluate(calculator, flat, charge=0)
+    nowhere = nacl_cluster()
+    nowhere.positions[0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"position of atom 0 is not finite"):
+        evaluate(calculator, nowhere, charge=0)
+    slab = nacl_cell()
+    slab.pbc = [True, True, False]
+    with pytest.raises(ValueError, match=r"mixed periodicity"):
+        evaluate(calculator, slab, charge=0)

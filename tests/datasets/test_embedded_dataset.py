@@ -33,7 +33,7 @@ def test_ag3_pairs_share_geometries_but_not_energies(structures):
 
 
 def test_generator_reproduces_the_first_structures(tmp_path):
-    from mace_qeq.datasets.xtb_clusters import make_dataset
+    from mace_qeq.datasets.xtb_sets import make_dataset
 
     made = make_dataset(tmp_path / "small.xyz", n_ag3=2, n_nacl=0, seed=0)
     assert len(made) == 3 + 2 * 2

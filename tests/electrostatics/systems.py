@@ -3,6 +3,11 @@
 import math
 
 import torch
+from ase.units import create_units
+
+_CODATA_2018 = create_units("2018")
+#: k_e = E_h a₀ (eV·Å/e²) from ASE's CODATA 2018 constants: independent of the package's value.
+KE = _CODATA_2018["Hartree"] * _CODATA_2018["Bohr"]
 
 F64 = torch.float64
 PERIODIC = torch.tensor([True, True, True])
@@ -63,9 +68,7 @@ def cluster(n=6, seed=1, dtype=F64, extent=3.0):
 
 
 def gaussian_self_energy(charges, sigma):
-    from mace_qeq.electrostatics import COULOMB_CONSTANT
-
-    return (charges**2 * COULOMB_CONSTANT / (2 * math.sqrt(math.pi) * sigma)).sum()
+    return (charges**2 * KE / (2 * math.sqrt(math.pi) * sigma)).sum()
 
 
 def random_rotation(seed=3):

@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from mace_qeq.electrostatics import COULOMB_CONSTANT, coulomb_energy, solve_qeq
+from mace_qeq.electrostatics import coulomb_energy, solve_qeq
+
+from .systems import KE
 
 F64 = torch.float64
-KE = COULOMB_CONSTANT
 
 
 def two_gaussians(r):

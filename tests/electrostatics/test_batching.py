@@ -2,7 +2,7 @@
 
 import torch
 
-from mace_qeq.electrostatics import coulomb_energy, solve_qeq
+from mace_qeq.electrostatics import coulomb_energy, QEqOptions, solve_qeq
 
 from .systems import TRICLINIC_CELL, cluster, triclinic_system
 
@@ -34,11 +34,11 @@ def test_total_charge_is_exact_in_a_mixed_batch():
 
 def test_batch_equals_structure_by_structure():
     parts, (positions, chi, hardness, sigma, total, cells, pbc, batch) = mixed_batch()
-    together = solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch, accuracy=1e-12)
+    together = solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch, options=QEqOptions(accuracy=1e-12))
     energies = coulomb_energy(positions, together.charges, sigma, cells, pbc, batch, accuracy=1e-12)
     for g, (r, x, j, s, cell, q_total) in enumerate(parts):
         periodic = None if cell is None else torch.tensor([True] * 3)
-        alone = solve_qeq(r, x, j, s, torch.tensor([q_total], dtype=F64), cell, periodic, accuracy=1e-12)
+        alone = solve_qeq(r, x, j, s, torch.tensor([q_total], dtype=F64), cell, periodic, options=QEqOptions(accuracy=1e-12))
         torch.testing.assert_close(together.charges[batch == g], alone.charges, rtol=0, atol=1e-11)
         torch.testing.assert_close(together.energy[g], alone.energy[0], rtol=1e-11, atol=0)
         torch.testing.assert_close(together.chemical_potential[g], alone.chemical_potential[0], rtol=1e-11, atol=0)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mace_qeq.electrostatics import coulomb_energy, solve_qeq
+from mace_qeq.electrostatics import coulomb_energy, QEqOptions, solve_qeq
 
 from .systems import PERIODIC, cluster, triclinic_system
 
@@ -12,10 +12,7 @@ F64 = torch.float64
 
 def qeq_energy(positions, cell, chi, hardness, sigma, total, periodic):
     pbc = PERIODIC if periodic else None
-    return solve_qeq(
-        positions, chi, hardness, sigma, torch.tensor([total], dtype=F64), cell if periodic else None, pbc,
-        accuracy=1e-14,
-    ).energy[0]
+    return solve_qeq(positions, chi, hardness, sigma, torch.tensor([total], dtype=F64), cell if periodic else None, pbc, options=QEqOptions(accuracy=1e-14)).energy[0]
 
 
 def assert_gradient_matches_finite_differences(function, x, h=1e-5, rtol=1e-6):
@@ -69,8 +66,7 @@ def test_chemical_potential_is_derivative_in_total_charge(periodic):
     up = qeq_energy(positions, cell, chi, hardness, sigma, 0.3 + h, periodic)
     down = qeq_energy(positions, cell, chi, hardness, sigma, 0.3 - h, periodic)
     pbc = PERIODIC if periodic else None
-    mu = solve_qeq(positions, chi, hardness, sigma, torch.tensor([0.3], dtype=F64), cell if periodic else None, pbc,
-                   accuracy=1e-14).chemical_potential[0]
+    mu = solve_qeq(positions, chi, hardness, sigma, torch.tensor([0.3], dtype=F64), cell if periodic else None, pbc, options=QEqOptions(accuracy=1e-14)).chemical_potential[0]
     assert float(mu) == pytest.approx(float((up - down) / (2 * h)), rel=1e-7)
 
 
@@ -82,7 +78,7 @@ def test_second_derivatives(periodic):
     cell = cell if periodic else None
 
     def energy(r, x, j, s):
-        return solve_qeq(r, x, j, s, torch.tensor([0.5], dtype=F64), cell, pbc, accuracy=1e-14).energy
+        return solve_qeq(r, x, j, s, torch.tensor([0.5], dtype=F64), cell, pbc, options=QEqOptions(accuracy=1e-14)).energy
 
     inputs = tuple(t.clone().requires_grad_(True) for t in (positions, chi, hardness, sigma))
     assert torch.autograd.gradcheck(energy, inputs)
@@ -93,9 +89,7 @@ def test_float32_is_usable():
     positions, chi, hardness, sigma, cell = triclinic_system(8, seed=10)
     total = torch.tensor([1.0], dtype=F64)
     reference = solve_qeq(positions, chi, hardness, sigma, total, cell, PERIODIC)
-    single = solve_qeq(
-        *(t.float() for t in (positions, chi, hardness, sigma, total, cell)), pbc=PERIODIC, accuracy=1e-6
-    )
+    single = solve_qeq(*(t.float() for t in (positions, chi, hardness, sigma, total, cell)), pbc=PERIODIC, options=QEqOptions(accuracy=1e-6))
     assert single.charges.dtype == torch.float32
     torch.testing.assert_close(single.charges.double(), reference.charges, rtol=0, atol=1e-4)
     assert float(single.energy[0]) == pytest.approx(float(reference.energy[0]), rel=1e-4)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mace_qeq.electrostatics import coulomb_energy, solve_qeq
+from mace_qeq.electrostatics import coulomb_energy, QEqOptions, solve_qeq
 
 from .test_batching import mixed_batch
 
@@ -70,6 +70,6 @@ def test_scripted_function_raises_the_same_errors():
 def test_bad_ewald_settings():
     _, (positions, chi, hardness, sigma, total, cells, pbc, batch) = mixed_batch()
     with pytest.raises(ValueError, match="accuracy must lie in"):
-        solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch, accuracy=2.0)
+        solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch, options=QEqOptions(accuracy=2.0))
     with pytest.raises(ValueError, match="smearing"):
-        solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch, smearing=-1.0)
+        solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch, options=QEqOptions(smearing=-1.0))

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from mace_qeq.electrostatics import COULOMB_CONSTANT, coulomb_energy, solve_qeq
+from mace_qeq.electrostatics import coulomb_energy, QEqOptions, solve_qeq
 
-from .systems import PERIODIC, cluster, random_rotation, triclinic_system
+from .systems import KE, PERIODIC, cluster, random_rotation, triclinic_system
 
 F64 = torch.float64
 
@@ -38,7 +38,7 @@ def reciprocal_reference(positions, charges, sigma, cell, n_max=14):
     phase = positions @ k.T
     form = charges[:, None] * torch.exp(-0.5 * sigma[:, None] ** 2 * k2[None])
     s2 = (form * torch.cos(phase)).sum(0) ** 2 + (form * torch.sin(phase)).sum(0) ** 2
-    return float(2 * math.pi * COULOMB_CONSTANT / volume * (s2 / k2).sum())
+    return float(2 * math.pi * KE / volume * (s2 / k2).sum())
 
 
 @pytest.mark.parametrize("total", [0.0, 1.3])
@@ -71,13 +71,10 @@ def supercell(positions, cell, reps):
 @pytest.mark.parametrize("total", [0.0, 1.0])
 def test_supercell_extensivity(reps, total):
     positions, chi, hardness, sigma, cell = triclinic_system(4, seed=7)
-    small = solve_qeq(positions, chi, hardness, sigma, torch.tensor([total], dtype=F64), cell, PERIODIC, accuracy=1e-13)
+    small = solve_qeq(positions, chi, hardness, sigma, torch.tensor([total], dtype=F64), cell, PERIODIC, options=QEqOptions(accuracy=1e-13))
     big_positions, big_cell, copies = supercell(positions, cell, reps)
     tile = lambda x: x.repeat(copies)  # noqa: E731
-    big = solve_qeq(
-        big_positions, tile(chi), tile(hardness), tile(sigma), torch.tensor([total * copies], dtype=F64),
-        big_cell, PERIODIC, accuracy=1e-13,
-    )
+    big = solve_qeq(big_positions, tile(chi), tile(hardness), tile(sigma), torch.tensor([total * copies], dtype=F64), big_cell, PERIODIC, options=QEqOptions(accuracy=1e-13))
     assert float(big.energy[0]) == pytest.approx(copies * float(small.energy[0]), rel=1e-9)
     torch.testing.assert_close(big.charges, tile(small.charges), rtol=0, atol=1e-10)
     torch.testing.assert_close(big.chemical_potential, small.chemical_potential, rtol=1e-9, atol=0)
@@ -99,7 +96,7 @@ def test_cluster_in_growing_box_tends_to_isolated():
     for length in (20.0, 40.0, 80.0):
         cell = torch.eye(3, dtype=F64) * length
         periodic = float(coulomb_energy(positions, charges, sigma, cell, PERIODIC, accuracy=1e-12)[0])
-        dipole_term = -2 * math.pi * COULOMB_CONSTANT * dipole2 / (3 * length**3)
+        dipole_term = -2 * math.pi * KE * dipole2 / (3 * length**3)
         assert abs(periodic - isolated) < previous
         previous = abs(periodic - isolated)
         assert periodic - isolated == pytest.approx(dipole_term, rel=0.03)
@@ -108,7 +105,7 @@ def test_cluster_in_growing_box_tends_to_isolated():
 
 def energy_and_charges(positions, chi, hardness, sigma, cell, total=0.7):
     pbc = None if cell is None else PERIODIC
-    solution = solve_qeq(positions, chi, hardness, sigma, torch.tensor([total], dtype=F64), cell, pbc, accuracy=1e-13)
+    solution = solve_qeq(positions, chi, hardness, sigma, torch.tensor([total], dtype=F64), cell, pbc, options=QEqOptions(accuracy=1e-13))
     return float(solution.energy[0]), solution.charges
 
 

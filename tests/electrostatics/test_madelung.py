@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from mace_qeq.electrostatics import COULOMB_CONSTANT, coulomb_energy
+from mace_qeq.electrostatics import coulomb_energy
 
 from .systems import (
+    KE,
     CSCL_A,
     NACL_A,
     PERIODIC,
@@ -33,7 +34,7 @@ def madelung(system, nearest_distance):
     energy = coulomb_energy(positions, charges, sigma, cell, PERIODIC, accuracy=1e-14)[0]
     lattice_energy = energy - gaussian_self_energy(charges, sigma)
     ion_pairs = len(charges) / 2
-    return float(-lattice_energy * nearest_distance / (COULOMB_CONSTANT * ion_pairs))
+    return float(-lattice_energy * nearest_distance / (KE * ion_pairs))
 
 
 @pytest.mark.parametrize("system", [rocksalt_primitive, rocksalt_conventional])
@@ -58,6 +59,6 @@ def test_charged_simple_cubic_lattice(length):
     cell = torch.eye(3, dtype=torch.float64) * length
     energy = coulomb_energy(positions, charges, sigma, cell, PERIODIC, accuracy=1e-14)[0]
     lattice_energy = float(energy - gaussian_self_energy(charges, sigma))
-    expected = -SIMPLE_CUBIC_WIGNER * COULOMB_CONSTANT / (2 * length)
-    expected += math.pi * COULOMB_CONSTANT * 2 * SIGMA**2 / length**3
+    expected = -SIMPLE_CUBIC_WIGNER * KE / (2 * length)
+    expected += math.pi * KE * 2 * SIGMA**2 / length**3
     assert lattice_energy == pytest.approx(expected, rel=1e-8)
