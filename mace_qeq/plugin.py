@@ -8,6 +8,8 @@ mechanism of ``patches/mace-torch-0.3.16-plugin-registry.patch``, by stock
 import argparse
 import json
 
+from mace.tools.arg_parser import str2bool
+
 from mace_qeq.training.hooks import ERROR_TABLE, LOSS_NAME, MODEL_NAME, register
 
 
@@ -32,8 +34,22 @@ def _widths(text: str):
         ) from error
 
 
+def _pair_repulsion_default_by_model(parser: argparse.ArgumentParser) -> None:
+    """``--pair_repulsion [true|false]``; unset, ZBL is on for MACEQEq and off for every other model
+    (mace's default), resolved by the model hook."""
+    container = parser._optionals  # pylint: disable=protected-access
+    handler = container.conflict_handler
+    container.conflict_handler = "resolve"  # replaces mace's store_true flag of the same name
+    try:
+        parser.add_argument("--pair_repulsion", type=str2bool, nargs="?", const=True, default=None,
+                            help="ZBL pair repulsion at close contact; default: on for MACEQEq, off otherwise")
+    finally:
+        container.conflict_handler = handler
+
+
 def extend_parser(parser: argparse.ArgumentParser) -> None:
     """Add MACEQEq, the qeq loss, the QEqRMSE table and the --qeq_* options; install the hooks."""
+    _pair_repulsion_default_by_model(parser)
     _extend_choices(parser, "--model", MODEL_NAME)
     _extend_choices(parser, "--loss", LOSS_NAME)
     _extend_choices(parser, "--error_table", ERROR_TABLE)
@@ -49,6 +65,12 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--qeq_charge_feedback", action="store_true",
                        help="feed the equilibrated charges into the last interaction layer")
     group.add_argument("--qeq_accuracy", type=float, default=1e-8, help="Ewald truncation tolerance")
+    group.add_argument("--qeq_electronegativity_range", type=float, default=2.0,
+                       help="Δχ (eV/e): the environment part of χ is bounded to ±Δχ around the element value "
+                            "(0: unbounded)")
+    group.add_argument("--qeq_minimum_hardness", type=float, default=1.0, help="J_min > 0 (eV/e²)")
+    group.add_argument("--qeq_fit_elements", type=str2bool, default=True,
+                       help="fit per-element χ, J (and 'average' E0s) to the training set before training")
     group.add_argument("--charges_weight", type=float, default=10.0, help="weight of the REF_charges loss term")
     group.add_argument("--swa_charges_weight", type=float, default=10.0,
                        help="weight of the REF_charges loss term in Stage Two")

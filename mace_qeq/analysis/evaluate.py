@@ -2,12 +2,17 @@
 
 Errors are root-mean-square: energy per atom (meV/atom), force components
 (meV/Å), charges (me, atoms with REF_charges) and dipole components (me·Å,
-structures with REF_dipole). Plain MACE models predict no charges: their
-charge and dipole errors are None.
+structures with REF_dipole). Models that predict no charges (plain MACE,
+MACELES's latent charges are not charges) get None for those.
+
+Every model is run by MACE's stock ``MACECalculator``, which takes the total
+charge from ``atoms.info["charge"]``, so MACEQEq and its peers are evaluated
+alike.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
 
 import ase.io
 import numpy as np
@@ -42,18 +47,22 @@ class TestErrors:
         return dict(self.__dict__)
 
 
-def evaluate_model(model_path: str, test_file: str, energy_key: str = "REF_energy", forces_key: str = "REF_forces",
-                   charges_key: str = "REF_charges", dipole_key: str = "REF_dipole",
-                   total_charge_key: str = "total_charge", device: str = "cpu") -> Predictions:
-    """Run ``model_path`` (MACE or MACEQEq) over every structure of ``test_file``."""
-    from mace_qeq.calculators import MACEQEqCalculator
+def evaluate_model(model_path: str, test: Union[str, Sequence], energy_key: str = "REF_energy",
+                   forces_key: str = "REF_forces", charges_key: str = "REF_charges", dipole_key: str = "REF_dipole",
+                   total_charge_key: str = "total_charge", device: str = "cpu",
+                   model_type: str = "MACE") -> Predictions:
+    """Run ``model_path`` (any MACE-family model) over every structure of ``test`` (a file or Atoms)
+    with the stock ``MACECalculator`` of ``model_type`` ("MACE", or "PolarMACE" for PolarMACE)."""
+    from mace.calculators import MACECalculator
 
-    calculator = MACEQEqCalculator(model_paths=model_path, device=device, default_dtype="float64")
+    calculator = MACECalculator(model_paths=model_path, model_type=model_type, device=device,
+                                default_dtype="float64")
     predictions = Predictions()
-    for atoms in ase.io.read(test_file, ":"):
-        if atoms.info.get("config_type") == "IsolatedAtom":
+    structures = ase.io.read(test, ":") if isinstance(test, (str, Path)) else list(test)
+    for reference in structures:
+        if reference.info.get("config_type") == "IsolatedAtom":
             continue
-        reference = atoms.copy()
+        atoms = reference.copy()
         atoms.info = {"charge": float(reference.info.get(total_charge_key, 0.0))}
         atoms.calc = calculator
         predictions.config_type.append(str(reference.info.get("config_type", "Default")))

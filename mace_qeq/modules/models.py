@@ -180,14 +180,14 @@ class MACEQEq(ScaleShiftMACE):
         if displacement is not None and (compute_virials or compute_stress or compute_displacement):
             symmetric = 0.5 * (displacement + displacement.transpose(-1, -2))
             graph_cell = graph_cell + torch.matmul(graph_cell, symmetric)
-        if "pbc" in data:
-            pbc = data["pbc"].view(-1, 3).to(torch.bool)
-        else:  # LAMMPS gives no pbc: periodic wherever the cell is non-singular
-            pbc = (torch.linalg.det(graph_cell).abs() > 1e-6)[:, None].expand(-1, 3)
-        if "total_charge" in data:
-            total_charge = data["total_charge"].to(vectors.dtype).view(-1)
-        else:
-            total_charge = torch.zeros(num_graphs, dtype=vectors.dtype, device=vectors.device)
+        if "pbc" not in data or "total_charge" not in data:
+            raise ValueError(
+                "MACEQEq needs each structure's total charge and periodicity, and this input has no "
+                "'total_charge' or 'pbc' (stock pair_style mace passes neither): export for LAMMPS with "
+                "mace_qeq_create_lammps_model, which fixes both"
+            )
+        pbc = data["pbc"].view(-1, 3).to(torch.bool)
+        total_charge = data["total_charge"].to(vectors.dtype).view(-1)
 
         node_e0 = self.atomic_energies_fn(node_attrs)[num_atoms_arange, node_heads]
         e0 = scatter_sum(src=node_e0, index=batch, dim=0, dim_size=num_graphs).to(vectors.dtype)

@@ -31,8 +31,8 @@ from torch import Tensor
 
 
 def inverse_softplus(x: float) -> float:
-    """y with softplus(y) = x (x > 0)."""
-    return math.log(math.expm1(x))
+    """y with softplus(y) = x (x > 0), without overflow: y = x + ln(1 − e⁻ˣ)."""
+    return x + math.log(-math.expm1(-x))
 
 
 class ElectronegativityHardnessReadout(torch.nn.Module):

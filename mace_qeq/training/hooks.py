@@ -22,12 +22,13 @@ upstream that would make this module unnecessary.
 
 import importlib
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import mace.cli.run_train as run_train
 import mace.cli.select_head as select_head
 import mace.tools.model_script_utils as model_script_utils
 import mace.tools.scripts_utils as scripts_utils
+import numpy as np
 import torch
 from ase.data import covalent_radii
 
@@ -35,6 +36,7 @@ from mace.modules import ScaleShiftMACE
 
 from mace_qeq.modules.models import QEQ_OPTIONS, MACEQEq
 
+from .element_fit import ElementBaseline, fit_element_baseline, log_baseline, sample_training_set
 from .loss import WeightedEnergyForcesChargesDipoleLoss
 from .metrics import QEqMetrics
 
@@ -64,6 +66,15 @@ def qeq_options_from_args(args) -> Dict[str, Any]:
     return options
 
 
+def element_widths(sigma, atomic_numbers) -> List[float]:
+    """σ_Z (Å) of each element from ``--qeq_sigma`` (a {Z: σ} mapping, a list, or None); covalent radii otherwise."""
+    if sigma is None:
+        sigma = {}
+    if isinstance(sigma, dict):
+        return [float(sigma.get(int(z), covalent_radii[int(z)])) for z in atomic_numbers]
+    return [float(s) for s in sigma]
+
+
 def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
     """A MACEQEq carrying every weight of a ScaleShiftMACE ``backbone``; the new
     χ/J heads (and charge embedding) keep their initialisation. ``qeq_sigma``
@@ -72,9 +83,7 @@ def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
     if "error" in config:
         raise TypeError(f"cannot build MACEQEq on a {backbone.__class__.__name__}: {config['error']}")
     options = dict(options)
-    if isinstance(options["qeq_sigma"], dict):
-        widths = options["qeq_sigma"]
-        options["qeq_sigma"] = [float(widths.get(int(z), covalent_radii[int(z)])) for z in config["atomic_numbers"]]
+    options["qeq_sigma"] = element_widths(options["qeq_sigma"], config["atomic_numbers"])
     model = MACEQEq(**config, **options)
     model.to(next(backbone.parameters()).dtype)
     missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
@@ -86,10 +95,17 @@ def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
 
 def configure_model(args, train_loader, atomic_energies, model_foundation=None, heads=None, z_table=None,
                     head_configs=None):
+    if getattr(args, "pair_repulsion", False) is None:  # the plugin's default: ZBL for MACEQEq only
+        args.pair_repulsion = args.model == MODEL_NAME
     if args.model != MODEL_NAME:
         return _original["configure_model"](
             args, train_loader, atomic_energies, model_foundation, heads, z_table, head_configs
         )
+    options = qeq_options_from_args(args)
+    fit = None
+    if getattr(args, "qeq_fit_elements", True):
+        fit = fit_elements(args, train_loader, atomic_energies, heads, z_table, head_configs, options)
+        atomic_energies = fit.atomic_energies.numpy().reshape(np.shape(atomic_energies))
     # Let mace build (and, with --foundation_model, load) the plain MACE backbone
     # exactly as for --model MACE, then add the electrostatics on top.
     args.model = "MACE"
@@ -99,12 +115,29 @@ def configure_model(args, train_loader, atomic_energies, model_foundation=None, 
         )
     finally:
         args.model = MODEL_NAME
-    model = to_maceqeq(backbone, qeq_options_from_args(args))
+    model = to_maceqeq(backbone, options)
+    if fit is not None:
+        model.qeq_readout.set_element_values(fit.electronegativity, fit.hardness)
     if _user_loss(args) == LOSS_NAME:
         output_args["stress"] = bool(args.compute_stress)
         output_args["dipoles"] = True
     logging.info(f"MACEQEq electrostatics: {model.qeq_options()}")
     return model, output_args
+
+
+def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_configs, options) -> ElementBaseline:
+    """χ_Z, J_Z and (for heads with ``--E0s average``) E0_Z fitted to the training set (see ``element_fit``)."""
+    heads = list(heads or ["Default"])
+    settings = [getattr(c, "E0s", None) for c in head_configs] if head_configs else [args.E0s] * len(heads)
+    free = [isinstance(e, str) and e.lower() == "average" for e in settings] + [False] * len(heads)
+    energies = torch.as_tensor(np.atleast_2d(np.asarray(atomic_energies, dtype=float)))
+    sample = sample_training_set(train_loader, skip_heads=[heads.index("pt_head")] if "pt_head" in heads else [])
+    charges_weight = args.charges_weight / args.energy_weight if _user_loss(args) == LOSS_NAME and \
+        args.energy_weight > 0 else 0.0
+    fit = fit_element_baseline(sample, element_widths(options["qeq_sigma"], z_table.zs), energies,
+                               free[: energies.shape[0]], options["qeq_minimum_hardness"], charges_weight)
+    log_baseline(fit, z_table.zs)
+    return fit
 
 
 class _BackboneView:

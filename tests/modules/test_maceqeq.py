@@ -80,15 +80,14 @@ def test_total_charge_is_exact_and_changes_the_energy():
     assert float(plain_out["energy"][0]) == float(plain_out["energy"][1])
 
 
-def test_missing_total_charge_and_pbc_mean_neutral_and_cell_periodicity():
+def test_input_without_total_charge_or_pbc_is_refused():
+    """What stock pair_style mace passes (neither key): no silent guess of a neutral periodic system."""
     model = make_model()
     batch = to_batch([nacl_cell(), nacl_cluster()], [0.0, 0.0])
-    reference = model(dict(batch))
-    bare = {k: v for k, v in batch.items() if k not in ("total_charge", "pbc")}  # what LAMMPS supplies
-    bare["cell"] = bare["cell"].clone()
-    bare["cell"][3:] = 0.0  # a zero cell marks the cluster as non-periodic
-    out = model(bare)
-    torch.testing.assert_close(out["energy"], reference["energy"], rtol=1e-12, atol=1e-12)
+    for missing in ("total_charge", "pbc"):
+        bare = {k: v for k, v in batch.items() if k != missing}
+        with pytest.raises(ValueError, match="mace_qeq_create_lammps_model"):
+            model(bare)
 
 
 @pytest.mark.parametrize("options", [{}, {"qeq_charge_feedback": True, "qeq_hardness": "environment",

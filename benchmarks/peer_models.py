@@ -1,0 +1,275 @@
+"""The long-range models a MACE user has, trained and evaluated alike: data sets, splits,
+stock command lines and the stock calculator. Shared by peers.py, transfer.py and
+training_throughput.py.
+
+Models (``MODELS``), each trained by its own stock command line with the same
+backbone, budget and seed, and evaluated by MACE's stock ``MACECalculator``
+(total charge from ``atoms.info["charge"]``):
+
+* ``MACE``: plain MACE (``mace_run_train --model MACE``);
+* ``MACE+embedding``: MACE with its categorical total-charge embedding
+  (``--embedding_specs``, classes Q = −2 … +2), MACE-OMOL's recipe;
+* ``MACELES``: latent Ewald summation (``--model MACELES``, needs the ``les``
+  package, not on PyPI: skipped when absent);
+* ``PolarMACE``: ``--model PolarMACE`` (needs ``graph-longrange==0.4.0``);
+* ``MACEQEq``: this plugin (``mace_qeq_run_train``), with charge and dipole
+  labels where the data has them; ``MACEQEq-EF``: the same on energies and
+  forces only.
+
+Data sets (``SETS``): the GFN2-xTB sets of ``mace_qeq_make_xtb_data --set``
+(made on first use into ``benchmarks/work/data``; whole MD trajectories are
+held out for testing, so no test geometry is a neighbour of a training one)
+and the real sets in ``../shared/datasets`` that fit (LODE charged dimers).
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import ase.io
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "work"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+#: The backbone and optimisation every model shares (the issue's protocol: mace's defaults otherwise).
+BACKBONE = ["--num_channels", "32", "--max_L", "1", "--num_interactions", "2", "--r_max", "5.0",
+            "--batch_size", "16", "--valid_batch_size", "32", "--lr", "0.01", "--default_dtype", "float64",
+            "--E0s", "average", "--seed", "1", "--valid_fraction", "0.1",
+            "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--total_charge_key", "total_charge"]
+#: Categorical total-charge embedding of the MACE+embedding baseline: classes Q = −2 … +2.
+EMBEDDING = "{'total_charge': {'type': 'categorical', 'per': 'graph', 'num_classes': 5, 'emb_dim': 32, 'offset': 2}}"
+#: LES settings of MACELES (the example of the les repository).
+LES_ARGUMENTS = """n_layers: 3
+n_hidden: [32, 16]
+add_linear_nn: true
+output_scaling_factor: 0.1
+sigma: 1.0
+dl: 1.5
+remove_mean: false
+epsilon_factor: 1.5
+use_atomwise: false
+"""
+
+
+@dataclass
+class Model:
+    name: str
+    command: List[str]  # console script and model arguments
+    model_type: str = "MACE"  # MACECalculator model_type
+    charge_labels: bool = False  # trained on REF_charges / REF_dipole
+    needs: Optional[str] = None  # a module that must be importable
+
+
+MODELS: Dict[str, Model] = {
+    "MACE": Model("MACE", ["mace_run_train", "--model", "MACE"]),
+    "MACE+embedding": Model("MACE+embedding", ["mace_run_train", "--model", "MACE", "--embedding_specs", EMBEDDING]),
+    "MACELES": Model("MACELES", ["mace_run_train", "--model", "MACELES", "--les_arguments", "{les}"], needs="les"),
+    "PolarMACE": Model("PolarMACE", ["mace_run_train", "--model", "PolarMACE"], model_type="PolarMACE",
+                       needs="graph_longrange"),
+    "MACEQEq": Model("MACEQEq", ["mace_qeq_run_train", "--charges_key", "REF_charges", "--dipole_key", "REF_dipole"],
+                     charge_labels=True),
+    "MACEQEq-EF": Model("MACEQEq-EF", ["mace_qeq_run_train", "--charges_weight", "0", "--dipole_weight", "0"]),
+}
+
+
+@dataclass
+class DataSet:
+    """A benchmark set: where it comes from, its training budget and what it tests."""
+
+    name: str
+    description: str
+    train: int  # training structures (validation split off by mace)
+    epochs: int
+    source: str = "xtb"  # "xtb": mace_qeq_make_xtb_data --set <name>; "lode": ../shared/datasets/lode_dimers
+    structures: int = 1000  # made by the generator
+    geometry_shows_charge: bool = False
+
+
+SETS: Dict[str, DataSet] = {
+    "ag3_same_geometry": DataSet("ag3_same_geometry", "Ag3⁺ and Ag3⁻ on the same geometries: only the total "
+                                 "charge tells them apart", train=500, epochs=30, structures=1400),
+    "ag3_md": DataSet("ag3_md", "Ag3⁺ and Ag3⁻ from their own MD runs: the geometry shows the charge state",
+                      train=800, epochs=30, structures=1200, geometry_shows_charge=True),
+    "carbon_chain": DataSet("carbon_chain", "C10H2 / C10H3⁺ MD: a proton on one end moves charge to the other",
+                            train=400, epochs=20, structures=700),
+    "na9cl8": DataSet("na9cl8", "Na8Cl8⁺ / Na9Cl8⁺ MD: a neutral Na far away changes the charge distribution",
+                      train=300, epochs=20, structures=500),
+    "nacl_transfer": DataSet("nacl_transfer", "Na/Cl clusters at Q = 0, ±1 (Na4Cl4, Na4Cl3⁺, Na3Cl4⁻)",
+                             train=405, epochs=30, structures=600),
+    "nacl_periodic": DataSet("nacl_periodic", "periodic Na8Cl8 cells, neutral and with a vacancy (Q = ±1)",
+                             train=300, epochs=30, structures=400),
+    "lode_dimers": DataSet("lode_dimers", "LODE molecular dimers (+1/−1, +1/0, polar, apolar) at varying "
+                           "separation, DFT, periodic 30 Å box", train=2000, epochs=30, source="lode"),
+}
+
+
+def _label_lode(atoms):
+    """LODE dimer frames: energy, forces; total charge = chargeA + chargeB."""
+    atoms.info["REF_energy"] = float(atoms.info.pop("energy"))
+    atoms.arrays["REF_forces"] = atoms.arrays.pop("forces")
+    atoms.info["total_charge"] = float(atoms.info.get("chargeA", 0)) + float(atoms.info.get("chargeB", 0))
+    atoms.info["config_type"] = f"dimer{atoms.info.get('dimer_id', '')}_Q{atoms.info['total_charge']:+.0f}"
+    return atoms
+
+
+def xtb_set(name: str, structures: int) -> Path:
+    """The GFN2-xTB set ``name``, made by ``mace_qeq_make_xtb_data`` the first time (minutes, logged)."""
+    path = WORK / "data" / f"{name}.xyz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"making {path} with mace_qeq_make_xtb_data (GFN2-xTB MD, a few minutes)", flush=True)
+        subprocess.run([sys.executable, "-m", "mace_qeq.datasets.xtb_sets", "--set", name, "--structures",
+                        str(structures), "--workers", "2", "--output", str(path)], check=True)
+    return path
+
+
+def split(structures: Sequence, seed: int = 0) -> Tuple[list, list, list]:
+    """(train pool, in-distribution test, unseen test) of a set.
+
+    Structures marked ``split = test`` are unseen groups (test only). Of the
+    rest, each config_type's last MD trajectory is held out for testing (its
+    frames, at every total charge they carry, never reach training); a set
+    without trajectories gives 15 % at random.
+    """
+    unseen = [a for a in structures if a.info.get("split") == "test"]
+    rest = [a for a in structures if a.info.get("split") != "test"]
+    held_out = set()
+    for config_type in sorted({a.info["config_type"] for a in rest}):
+        runs = sorted({a.info["trajectory"] for a in rest if a.info["config_type"] == config_type
+                       and "trajectory" in a.info})
+        if len(runs) >= 2:
+            held_out.add(runs[-1])
+    if held_out and len({a.info["trajectory"] for a in rest}) > 2 * len(held_out):
+        test = [a for a in rest if a.info["trajectory"] in held_out]
+        pool = [a for a in rest if a.info["trajectory"] not in held_out]
+    else:
+        order = np.random.default_rng(seed).permutation(len(rest))
+        n_test = max(1, int(0.15 * len(rest)))
+        test = [rest[i] for i in order[:n_test]]
+        pool = [rest[i] for i in order[n_test:]]
+    return pool, test, unseen
+
+
+def load(name: str) -> Tuple[list, list, list]:
+    """(train pool, test, unseen test) of a named set."""
+    spec = SETS[name]
+    if spec.source == "xtb":
+        return split(ase.io.read(xtb_set(name, spec.structures), ":"))
+    if spec.source == "lode":
+        folder = SHARED / "lode_dimers"
+        if not folder.exists():
+            raise SystemExit(f"{folder} is not on this machine (see ../shared/datasets/README.md)")
+        train = [_label_lode(a) for f in sorted(folder.glob("train-id*.xyz")) for a in ase.io.read(f, ":")]
+        test = [_label_lode(a) for f in sorted(folder.glob("test-id*.xyz")) for a in ase.io.read(f, ":")]
+        return train, test, []
+    raise ValueError(f"unknown source {spec.source!r}")
+
+
+def subset(pool: Sequence, count: int, seed: int = 1) -> list:
+    """``count`` structures of the training pool, the same ones for every model."""
+    if count > len(pool):
+        raise SystemExit(f"{count} training structures asked for, the pool has {len(pool)}")
+    chosen = np.random.default_rng(seed).permutation(len(pool))[:count]
+    return [pool[i] for i in sorted(chosen)]
+
+
+@dataclass
+class Run:
+    """One training run: what came out, how long it took, or why it failed."""
+
+    model: str
+    path: Optional[str]
+    wall_s: float
+    epochs: int
+    status: str = "ok"
+    peak_rss_gb: Optional[float] = None
+    extra: List[str] = field(default_factory=list)
+
+
+def available(model: Model) -> bool:
+    if model.needs is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(model.needs) is not None
+
+
+def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str, extra: Sequence[str] = (),
+          memory_gb: float = 16.0, timeout: float = 6 * 3600) -> Run:
+    """Train ``model`` by its stock command line; a run that exceeds ``memory_gb`` is reported as out of memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    les = folder / "les.yaml"
+    les.write_text(LES_ARGUMENTS)
+    name = model.name.replace("+", "_")
+    script = str(Path(sys.executable).parent / model.command[0])
+    command = [script, *[str(les) if a == "{les}" else a for a in model.command[1:]], *BACKBONE, "--name", name,
+               "--work_dir", str(folder), "--train_file", str(train_file), "--max_num_epochs", str(epochs),
+               "--device", device, *extra]
+
+    def limit_memory():
+        size = int(memory_gb * 1024**3)
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    start = time.perf_counter()
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
+                                preexec_fn=limit_memory if device == "cpu" else None)
+    except subprocess.TimeoutExpired:
+        return Run(model.name, None, time.perf_counter() - start, 0, f"timed out after {timeout:.0f} s")
+    wall = time.perf_counter() - start
+    log = result.stdout + result.stderr
+    (folder / f"{name}.log").write_text(log)
+    epochs_run = sum(1 for line in log.splitlines() if "INFO: Epoch" in line)
+    if result.returncode != 0 or not (folder / f"{name}.model").exists():
+        memory = "MemoryError" in log or "out of memory" in log.lower() or "std::bad_alloc" in log
+        status = f"out of memory (> {memory_gb:.0f} GB)" if memory else f"failed: {log.strip().splitlines()[-1][:200]}"
+        return Run(model.name, None, wall, epochs_run, status)
+    return Run(model.name, str(folder / f"{name}.model"), wall, epochs_run)
+
+
+def evaluate(run: Run, test: Sequence, device: str = "cpu"):
+    """Predictions of a trained model on ``test`` with the stock calculator (None if the run failed)."""
+    if run.path is None:
+        return None
+    from mace_qeq.analysis import evaluate_model
+
+    return evaluate_model(run.path, test, device=device, model_type=MODELS[run.model].model_type)
+
+
+def errors_by_type(predictions) -> Dict[str, dict]:
+    """Test RMSEs overall ("all") and per config_type."""
+    from mace_qeq.analysis import test_errors
+
+    out = {"all": test_errors(predictions).as_dict()}
+    for config_type in sorted(set(predictions.config_type)):
+        out[config_type] = test_errors(predictions, config_type).as_dict()
+    return out
+
+
+def hardware(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
+def fmt(value, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
