@@ -60,6 +60,20 @@ use_atomwise: false
 """
 
 
+#: Test RMSEs of the published 4G-HDNNP DFT sets (E meV/atom, F meV/Å — the Ko columns may be meV/bohr —,
+#: Q me), as printed in SpookyNet (Nat. Commun. 2021), Table 1; source: ../shared/docs/anchors.md. Shown
+#: beside a run on a user's copy of the set (``peers.py --train … --test … --name ag3``).
+PUBLISHED = {
+    "carbon_chain": {"2G": (1.619, 129.5, None), "3G": (2.045, 231.0, 20.08), "4G-HDNNP": (1.194, 78.00, 6.577),
+                     "SpookyNet": (0.364, 5.802, 0.117)},
+    "nacl": {"2G": (1.692, 57.39, None), "3G": (2.042, 76.67, 20.80), "4G-HDNNP": (0.481, 32.78, 15.83),
+             "SpookyNet": (0.135, 1.052, 0.111)},
+    "ag3": {"2G": (352.0, 1803, None), "3G": (320.2, 1913, 26.48), "4G-HDNNP": (1.323, 31.69, 9.976),
+            "SpookyNet": (0.220, 26.64, 0.459)},
+    "au2_mgo": {"2G": (2.287, 153.1, None), "4G-HDNNP": (0.219, 66.0, 5.698), "SpookyNet": (0.107, 5.337, 1.013)},
+}
+
+
 @dataclass
 class Model:
     name: str
@@ -104,7 +118,7 @@ SETS: Dict[str, DataSet] = {
     "na9cl8": DataSet("na9cl8", "Na8Cl8⁺ / Na9Cl8⁺ MD: a neutral Na far away changes the charge distribution",
                       train=300, epochs=20, structures=500),
     "nacl_transfer": DataSet("nacl_transfer", "Na/Cl clusters at Q = 0, ±1 (Na4Cl4, Na4Cl3⁺, Na3Cl4⁻)",
-                             train=405, epochs=30, structures=600),
+                             train=400, epochs=30, structures=600),
     "nacl_periodic": DataSet("nacl_periodic", "periodic Na8Cl8 cells, neutral and with a vacancy (Q = ±1)",
                              train=300, epochs=30, structures=400),
     "lode_dimers": DataSet("lode_dimers", "LODE molecular dimers (+1/−1, +1/0, polar, apolar) at varying "
@@ -132,28 +146,50 @@ def xtb_set(name: str, structures: int) -> Path:
     return path
 
 
-def split(structures: Sequence, seed: int = 0) -> Tuple[list, list, list]:
+def split(structures: Sequence, seed: int = 0, fraction: float = 0.15) -> Tuple[list, list, list]:
     """(train pool, in-distribution test, unseen test) of a set.
 
     Structures marked ``split = test`` are unseen groups (test only). Of the
-    rest, each config_type's last MD trajectory is held out for testing (its
-    frames, at every total charge they carry, never reach training); a set
-    without trajectories gives 15 % at random.
+    rest, whole MD trajectories are held out for testing (their frames, at
+    every total charge they carry, never reach training): going round the
+    config types, each time the largest trajectory not yet held out that has
+    frames of that type (ties: the later one), until every type has one and
+    at least ``fraction`` of the structures are held out. A set without
+    trajectories gives ``fraction`` at random.
     """
     unseen = [a for a in structures if a.info.get("split") == "test"]
     rest = [a for a in structures if a.info.get("split") != "test"]
-    held_out = set()
-    for config_type in sorted({a.info["config_type"] for a in rest}):
-        runs = sorted({a.info["trajectory"] for a in rest if a.info["config_type"] == config_type
-                       and "trajectory" in a.info})
-        if len(runs) >= 2:
-            held_out.add(runs[-1])
-    if held_out and len({a.info["trajectory"] for a in rest}) > 2 * len(held_out):
-        test = [a for a in rest if a.info["trajectory"] in held_out]
-        pool = [a for a in rest if a.info["trajectory"] not in held_out]
+    sizes: Dict[int, int] = {}
+    types: Dict[int, set] = {}
+    for a in rest:
+        if "trajectory" in a.info:
+            run = int(a.info["trajectory"])
+            sizes[run] = sizes.get(run, 0) + 1
+            types.setdefault(run, set()).add(a.info["config_type"])
+    config_types = sorted({a.info["config_type"] for a in rest})
+    held_out: set = set()
+    if len(sizes) >= 4:
+        covered: set = set()
+        while covered != set(config_types) or sum(sizes[r] for r in held_out) < fraction * len(rest):
+            progress = False
+            for config_type in config_types:
+                candidates = [r for r in sizes if config_type in types[r] and r not in held_out]
+                if not candidates:
+                    continue
+                run = max(candidates, key=lambda r: (sizes[r], r))
+                held_out.add(run)
+                covered |= types[run]
+                progress = True
+                if covered == set(config_types) and sum(sizes[r] for r in held_out) >= fraction * len(rest):
+                    break
+            if not progress:
+                break
+    if held_out and len(held_out) < len(sizes):
+        test = [a for a in rest if int(a.info.get("trajectory", -1)) in held_out]
+        pool = [a for a in rest if int(a.info.get("trajectory", -1)) not in held_out]
     else:
         order = np.random.default_rng(seed).permutation(len(rest))
-        n_test = max(1, int(0.15 * len(rest)))
+        n_test = max(1, int(fraction * len(rest)))
         test = [rest[i] for i in order[:n_test]]
         pool = [rest[i] for i in order[n_test:]]
     return pool, test, unseen

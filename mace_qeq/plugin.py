@@ -65,10 +65,13 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--qeq_charge_feedback", action="store_true",
                        help="feed the equilibrated charges into the last interaction layer")
     group.add_argument("--qeq_accuracy", type=float, default=1e-8, help="Ewald truncation tolerance")
-    group.add_argument("--qeq_electronegativity_range", type=float, default=2.0,
-                       help="Δχ (eV/e): the environment part of χ is bounded to ±Δχ around the element value "
-                            "(0: unbounded)")
+    group.add_argument("--qeq_charge_range", type=float, default=1.0,
+                       help="Δq (e): the environment part of χ is bounded to ±Δq·J_Z around the element value, "
+                            "so it moves a charge by about Δq at most (0: unbounded)")
     group.add_argument("--qeq_minimum_hardness", type=float, default=1.0, help="J_min > 0 (eV/e²)")
+    group.add_argument("--qeq_energy_floor", type=float, default=5.0,
+                       help="bound each atom's learned short-range energy at this margin (eV) below the lowest "
+                            "value it takes in training (0: no bound)")
     group.add_argument("--qeq_fit_elements", type=str2bool, default=True,
                        help="fit per-element χ, J (and 'average' E0s) to the training set before training")
     group.add_argument("--charges_weight", type=float, default=10.0, help="weight of the REF_charges loss term")

@@ -28,29 +28,53 @@ def _parity(ax, reference, predicted, label, unit, **scatter):
            title=f"{label}: RMSE {rmse:.3g} {unit}")
 
 
-def parity_plots(predictions: Dict[str, Predictions], output: Path, title: str = "") -> List[Path]:
-    """One figure per model: energy per atom, force components and (if any) charges by element."""
+def _charges_by_element(ax, p: Predictions) -> None:
+    elements = np.concatenate(p.elements)
+    reference, predicted = np.concatenate(p.charges_ref), np.concatenate(p.charges)
+    for z in np.unique(elements):
+        mask = elements == z
+        ax.scatter(reference[mask], predicted[mask], s=6, alpha=0.6, label=chemical_symbols[z])
+    low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
+    ax.plot([low, high], [low, high], "k--", lw=0.8)
+    rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
+    ax.set(xlabel="reference charge (e)", ylabel="predicted charge (e)", title=f"charges: RMSE {1e3 * rmse:.3g} me")
+    ax.legend(fontsize=8)
+
+
+def _model_row(axes, p: Predictions, name: str) -> None:
+    n = np.asarray(p.atoms_per_structure)
+    _parity(axes[0], np.asarray(p.energy_ref) / n, np.asarray(p.energy) / n, "energy", "eV/atom")
+    _parity(axes[1], np.concatenate([f.ravel() for f in p.forces_ref]),
+            np.concatenate([f.ravel() for f in p.forces]), "force", "eV/Å")
+    axes[0].set_title(f"{name}\n{axes[0].get_title()}", fontsize=9)
+    if len(axes) > 2:
+        if len(p.charges) > 0:
+            _charges_by_element(axes[2], p)
+        else:
+            axes[2].axis("off")
+
+
+def parity_plots(predictions: Dict[str, Predictions], output: Path, title: str = "",
+                 combined: bool = False) -> List[Path]:
+    """Energy per atom, force components and (if any) charges by element: one figure per model
+    (``parity_<name>.png``) or, ``combined``, one row per model in ``parity.png``."""
     plt = _pyplot()
+    if combined:
+        rows = len(predictions)
+        fig, axes = plt.subplots(rows, 3, figsize=(13, 3.6 * rows), squeeze=False)
+        for row, (name, p) in zip(axes, predictions.items()):
+            _model_row(row, p, name)
+        fig.suptitle(title)
+        fig.tight_layout()
+        path = Path(output) / "parity.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return [path]
     written = []
     for name, p in predictions.items():
         has_charges = len(p.charges) > 0
         fig, axes = plt.subplots(1, 3 if has_charges else 2, figsize=(13 if has_charges else 9, 4))
-        n = np.asarray(p.atoms_per_structure)
-        _parity(axes[0], np.asarray(p.energy_ref) / n, np.asarray(p.energy) / n, "energy", "eV/atom")
-        _parity(axes[1], np.concatenate([f.ravel() for f in p.forces_ref]),
-                np.concatenate([f.ravel() for f in p.forces]), "force", "eV/Å")
-        if has_charges:
-            elements = np.concatenate(p.elements)
-            reference, predicted = np.concatenate(p.charges_ref), np.concatenate(p.charges)
-            for z in np.unique(elements):
-                mask = elements == z
-                axes[2].scatter(reference[mask], predicted[mask], s=6, alpha=0.6, label=chemical_symbols[z])
-            low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
-            axes[2].plot([low, high], [low, high], "k--", lw=0.8)
-            rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
-            axes[2].set(xlabel="reference charge (e)", ylabel="predicted charge (e)",
-                        title=f"charges: RMSE {1e3 * rmse:.3g} me")
-            axes[2].legend(fontsize=8)
+        _model_row(axes, p, name)
         fig.suptitle(f"{title} {name}".strip())
         fig.tight_layout()
         path = Path(output) / f"parity_{name}.png"

@@ -58,8 +58,11 @@ from .xtb import label
 # ---------------------------------------------------------------- MD-sampled sets
 
 
-def _ag3() -> Atoms:
-    return Atoms("Ag3", positions=[[0.0, 0.0, 0.0], [2.7, 0.0, 0.0], [1.35, 2.3, 0.0]])
+def _ag3(charge: int) -> Atoms:
+    """Each charge state's MD starts at its own minimum: Ag3⁺ an equilateral triangle, Ag3⁻ a line."""
+    if charge > 0:
+        return Atoms("Ag3", positions=[[0.0, 0.0, 0.0], [2.7, 0.0, 0.0], [1.35, 2.34, 0.0]])
+    return Atoms("Ag3", positions=[[0.0, 0.0, 0.0], [2.62, 0.0, 0.0], [5.24, 0.1, 0.0]])
 
 
 def _split(structures: int, runs: int, per_frame: int = 1) -> int:
@@ -72,7 +75,7 @@ AG3_ELECTRONIC_TEMPERATURE = 2000.0
 
 def ag3_same_geometry(structures: int, seed: int) -> List[Trajectory]:
     frames = _split(structures, 10, 2)
-    return [Trajectory(_ag3(), charge, name, frames, temperature=600.0, seed=seed + k,
+    return [Trajectory(_ag3(charge), charge, name, frames, temperature=600.0, seed=seed + k,
                        electronic_temperature=AG3_ELECTRONIC_TEMPERATURE,
                        also_at=[(-charge, "Ag3-" if charge > 0 else "Ag3+")])
             for k, (charge, name) in enumerate([(1, "Ag3+"), (-1, "Ag3-")] * 5)]
@@ -80,7 +83,7 @@ def ag3_same_geometry(structures: int, seed: int) -> List[Trajectory]:
 
 def ag3_md(structures: int, seed: int) -> List[Trajectory]:
     frames = _split(structures, 10)
-    return [Trajectory(_ag3(), charge, name, frames, temperature=600.0, seed=seed + k,
+    return [Trajectory(_ag3(charge), charge, name, frames, temperature=600.0, seed=seed + k,
                        electronic_temperature=AG3_ELECTRONIC_TEMPERATURE)
             for k, (charge, name) in enumerate([(1, "Ag3+"), (-1, "Ag3-")] * 5)]
 

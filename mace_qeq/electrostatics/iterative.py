@@ -243,11 +243,45 @@ def implicit_charges(matrix: QEqOperator, preconditioner: Preconditioner, electr
     return charges - (correction - correction.detach())
 
 
+class IterativeSolver(NamedTuple):
+    """The operator and preconditioner of a finished iterative solve, for its adjoint (see :func:`response_energy`)."""
+
+    matrix: QEqOperator
+    preconditioner: Preconditioner
+    tolerance: float
+    max_iterations: int
+
+
 class IterativeQEq(NamedTuple):
     charges: Tensor
     chemical_potential: Tensor
     potential: Tensor  # Φ q (eV/e), differentiable in positions, cell and σ
     iterations: int
+    solver: IterativeSolver
+
+
+def response_energy(solver: IterativeSolver, electronegativity: Tensor, charges: Tensor,
+                    charge_gradient: Tensor) -> Tensor:
+    """Per-atom −λᵢ gᵢ(q̂) (eV): zero in value, the charges' response in its derivatives.
+
+    For an energy E(θ, q*(θ)) evaluated at the converged charges q̂ held
+    constant, v = ∂E/∂q (``charge_gradient``, at fixed θ) and λ = S v (one
+    projected-CG solve; S the inverse of A on Σq = 0), adding −λ·g(q̂) with
+    g = χ + A q̂ = ∇E_QEq leaves the value unchanged (g is constant along the
+    plane at the solution and Σλ = 0; to the solver's tolerance) and adds
+    exactly −λᵀ ∂g/∂θ = (∂E/∂q)(dq*/dθ) to every derivative: forces and stress
+    become those of E(θ, q*(θ)). Needed when E is not stationary in q, i.e.
+    with charge feedback into the network or the Coulomb-only energy; without
+    custom autograd, so compiled models use it too.
+    """
+    structures = solver.matrix.coulomb.structures
+    v = charge_gradient.detach()
+    scale = max(float(v.abs().max()), 1e-30)
+    zeros = torch.zeros(structures.num_structures, dtype=v.dtype, device=v.device)
+    multiplier = projected_conjugate_gradient(solver.matrix, solver.preconditioner, -v, zeros, None,
+                                              solver.tolerance * scale, solver.max_iterations).charges
+    gradient = electronegativity + apply_qeq(solver.matrix, charges.detach())
+    return -multiplier * gradient
 
 
 def solve_iteratively(
@@ -303,4 +337,4 @@ def solve_iteratively(
         if differentiate_charges and torch.is_grad_enabled():
             charges = implicit_charges(matrix, preconditioner, electronegativity, charges, tolerance, max_iterations)
     return IterativeQEq(charges, solution.chemical_potential, apply_coulomb_total(matrix, charges),
-                        solution.iterations)
+                        solution.iterations, IterativeSolver(matrix, preconditioner, tolerance, max_iterations))

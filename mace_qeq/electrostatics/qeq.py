@@ -46,7 +46,7 @@ from torch import Tensor
 
 from .coulomb import CoulombOperator, apply_coulomb, coulomb_matrix, coulomb_operator
 from .ewald_parameters import ewald_parameters
-from .iterative import solve_iteratively
+from .iterative import IterativeSolver, solve_iteratively
 from .options import QEqOptions, check_options
 from .structures import (
     Structures,
@@ -68,6 +68,7 @@ class QEqSolution(NamedTuple):
     potential: Tensor  # [N] electrostatic potential (Φ q*)ᵢ at each atom (eV/e)
     site_energy: Tensor  # [N] qᵢ (χᵢ + ½ Jᵢ qᵢ + ½ (Φq)ᵢ), summing to the energy (eV)
     iterations: int  # conjugate-gradient iterations (0 for the dense solve)
+    solver: Optional[IterativeSolver]  # the iterative solve's operator, for its adjoint; None for the dense solve
 
 
 def solve_qeq(
@@ -110,10 +111,11 @@ def solve_qeq(
     check_options(options)
     iterative = options.method == "iterative" or (options.method == "auto" and structures.max_atoms > options.dense_limit)
     iterations = 0
+    solver: Optional[IterativeSolver] = None
     if iterative:
         solution = solve_iteratively(positions, electronegativity, hardness, sigma, total_charge, structures, options,
                                      initial_charges, differentiate_charges)
-        charges, mu, potential, iterations = solution
+        charges, mu, potential, iterations, solver = solution
     else:
         parameters = ewald_parameters(structures, sigma, options.accuracy, options.smearing, options.real_space_cutoff,
                                       options.kspace_cutoff)
@@ -122,7 +124,8 @@ def solve_qeq(
         potential = apply_coulomb(operator, charges)
 
     site_energy = charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
-    return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy, iterations)
+    return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy, iterations,
+                       solver)
 
 
 def _dense_charges(

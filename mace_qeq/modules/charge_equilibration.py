@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from mace_qeq.electrostatics import QEqOptions, solve_qeq
+from mace_qeq.electrostatics.iterative import IterativeSolver
 
 
 class Electrostatics(NamedTuple):
@@ -14,6 +15,8 @@ class Electrostatics(NamedTuple):
     chemical_potential: Tensor  # [G] (eV/e)
     energy: Tensor  # [G] energy added to the model (eV)
     node_energy: Tensor  # [N] its per-atom split (eV)
+    potential: Tensor  # [N] Φq (eV/e)
+    solver: Optional[IterativeSolver]  # set when the charges came from the iterative solve (constants)
 
 
 class ChargeEquilibrationBlock(torch.nn.Module):
@@ -100,4 +103,5 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         else:
             node_energy = solution.site_energy
             energy = solution.energy
-        return Electrostatics(solution.charges, solution.chemical_potential, energy, node_energy)
+        return Electrostatics(solution.charges, solution.chemical_potential, energy, node_energy, solution.potential,
+                              solution.solver)

@@ -25,8 +25,11 @@ from mace.modules.utils import get_atomic_virials_stresses, get_outputs, prepare
 from mace.tools.scatter import scatter_sum
 from torch import Tensor
 
+from mace_qeq.electrostatics.iterative import IterativeSolver, response_energy
+
 from .charge_embedding import ChargeEmbedding
 from .charge_equilibration import ChargeEquilibrationBlock
+from .energy_floor import PerAtomEnergyFloor
 from .overlaps import refuse_overlapping_atoms
 from .readouts import ElectronegativityHardnessReadout, GaussianWidths
 
@@ -38,12 +41,14 @@ QEQ_OPTIONS: Dict[str, Any] = {
     "qeq_energy": "qeq",
     "qeq_charge_feedback": False,
     "qeq_accuracy": 1e-8,
-    "qeq_electronegativity_range": 2.0,
+    "qeq_charge_range": 1.0,
     "qeq_minimum_hardness": 1.0,
+    "qeq_energy_floor": 5.0,
 }
 
 #: What models saved by mace-qeq 0.1.0 did, for the options they did not store.
-LEGACY_OPTIONS: Dict[str, Any] = {"qeq_electronegativity_range": 0.0, "qeq_minimum_hardness": 0.1}
+LEGACY_OPTIONS: Dict[str, Any] = {"qeq_charge_range": 0.0, "qeq_minimum_hardness": 0.1,
+                                  "qeq_energy_floor": None}
 
 
 @compile_mode("script")
@@ -60,9 +65,11 @@ class MACEQEq(ScaleShiftMACE):
         qeq_charge_feedback: embed q* into the node features of the last
             interaction (needs num_interactions ≥ 2).
         qeq_accuracy: Ewald truncation tolerance.
-        qeq_electronegativity_range: Δχ (eV/e), bound of the environment part
-            of χ around its per-element value (0: unbounded).
+        qeq_charge_range: Δq (e): the environment part of χ is bounded to
+            ±Δq J_Z, i.e. it moves a charge by about Δq at most (0: unbounded).
         qeq_minimum_hardness: J_min > 0 (eV/e²), lower bound of the hardness.
+        qeq_energy_floor: margin Δ (eV) of the lower bound on each atom's learned
+            short-range energy below its training minimum (None or 0: no bound).
 
     Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
     """
@@ -75,8 +82,9 @@ class MACEQEq(ScaleShiftMACE):
         qeq_energy: str = "qeq",
         qeq_charge_feedback: bool = False,
         qeq_accuracy: float = 1e-8,
-        qeq_electronegativity_range: float = 2.0,
+        qeq_charge_range: float = 1.0,
         qeq_minimum_hardness: float = 1.0,
+        qeq_energy_floor: Optional[float] = 5.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,8 +108,9 @@ class MACEQEq(ScaleShiftMACE):
         self.qeq_hardness = qeq_hardness
         self.qeq_energy = qeq_energy
         self.qeq_accuracy = qeq_accuracy
-        self.qeq_electronegativity_range = qeq_electronegativity_range
+        self.qeq_charge_range = qeq_charge_range
         self.qeq_minimum_hardness = qeq_minimum_hardness
+        self.qeq_energy_floor = qeq_energy_floor if qeq_energy_floor else None
 
         mlp_irreps = o3.Irreps(kwargs.get("MLP_irreps", "16x0e"))
         self.qeq_readout = ElectronegativityHardnessReadout(
@@ -112,12 +121,14 @@ class MACEQEq(ScaleShiftMACE):
             kwargs.get("gate", torch.nn.functional.silu),
             hardness=qeq_hardness,
             minimum_hardness=qeq_minimum_hardness,
-            electronegativity_range=qeq_electronegativity_range,
+            charge_range=qeq_charge_range,
         )
         self.gaussian_widths = GaussianWidths(qeq_sigma, learnable=qeq_learnable_sigma)
         self.charge_equilibration = ChargeEquilibrationBlock(energy=qeq_energy, accuracy=qeq_accuracy)
         if qeq_charge_feedback:
             self.charge_embedding = ChargeEmbedding(self.num_qeq_features)
+        if self.qeq_energy_floor is not None:
+            self.energy_floor = PerAtomEnergyFloor(len(atomic_numbers), len(self.heads), self.qeq_energy_floor)
 
     def __setstate__(self, state):
         for key, value in LEGACY_OPTIONS.items():
@@ -134,8 +145,9 @@ class MACEQEq(ScaleShiftMACE):
             "qeq_energy": self.qeq_energy,
             "qeq_charge_feedback": self.charge_feedback,
             "qeq_accuracy": self.qeq_accuracy,
-            "qeq_electronegativity_range": self.qeq_electronegativity_range,
+            "qeq_charge_range": self.qeq_charge_range,
             "qeq_minimum_hardness": self.qeq_minimum_hardness,
+            "qeq_energy_floor": self.qeq_energy_floor,
         }
 
     def forward(
@@ -212,6 +224,8 @@ class MACEQEq(ScaleShiftMACE):
                 e0 += scatter_sum(src=embedding_node_energy, index=batch, dim=0, dim_size=num_graphs)
 
         sigma = self.gaussian_widths(node_attrs)
+        solver: Optional[IterativeSolver] = None
+        electrostatic_potential = torch.zeros_like(sigma)
         electronegativity = torch.zeros_like(sigma)
         hardness = torch.zeros_like(sigma)
         charges = torch.zeros_like(sigma)
@@ -243,12 +257,16 @@ class MACEQEq(ScaleShiftMACE):
                     initial_charges = data["initial_charges"]
                 electrostatics = self.charge_equilibration(
                     strained_positions, electronegativity, hardness, sigma, total_charge, graph_cell, pbc, batch,
-                    training, training or self.charge_feedback, initial_charges,
+                    training, training, initial_charges,
                 )
                 charges = electrostatics.charges
                 chemical_potential = electrostatics.chemical_potential
                 electrostatic_energy = electrostatics.energy
                 electrostatic_node_energy = electrostatics.node_energy
+                electrostatic_potential = electrostatics.potential
+                solver = electrostatics.solver
+                if solver is not None and self.charge_feedback and torch.is_grad_enabled():
+                    charges = charges.detach().requires_grad_(True)  # the response is added below
                 if hasattr(self, "charge_embedding"):
                     node_feats = self.charge_embedding(node_feats, charges)
             node_feats_list.append(node_feats)
@@ -258,8 +276,27 @@ class MACEQEq(ScaleShiftMACE):
             node_es_list.append(readout(node_feats_list[feat_idx], node_heads)[num_atoms_arange, node_heads])
 
         node_feats_out = torch.cat(node_feats_list, dim=-1)
-        node_inter_es = torch.sum(torch.stack(node_es_list, dim=0), dim=0)
-        node_inter_es = self.scale_shift(node_inter_es, node_heads)
+        if hasattr(self, "energy_floor"):  # the learned part bounded below; ZBL scaled as mace scales it
+            learned = self.scale_shift(torch.sum(torch.stack(node_es_list[1:], dim=0), dim=0), node_heads)
+            repulsion = torch.atleast_1d(self.scale_shift.scale)[node_heads] * pair_node_energy
+            node_inter_es = self.energy_floor(learned, node_attrs, node_heads, training) + repulsion
+        else:
+            node_inter_es = self.scale_shift(torch.sum(torch.stack(node_es_list, dim=0), dim=0), node_heads)
+        if solver is not None and torch.is_grad_enabled() and (self.charge_feedback or self.charge_equilibration.coulomb_only):
+            # Iterative charges are constants: add their response (see response_energy), so that forces and
+            # stress are those of E(q*(R)) also where E is not stationary in q.
+            charge_gradient = torch.zeros_like(charges)
+            if self.charge_feedback:
+                grads = torch.autograd.grad([node_inter_es.sum()], [charges], retain_graph=True, allow_unused=True)
+                gradient = grads[0]
+                if gradient is not None:
+                    charge_gradient = gradient
+            if self.charge_equilibration.coulomb_only:
+                charge_gradient = charge_gradient + electrostatic_potential.detach()  # ∂(½qᵀΦq)/∂q
+            response = response_energy(solver, electronegativity, charges, charge_gradient)
+            electrostatic_node_energy = electrostatic_node_energy + response
+            electrostatic_energy = electrostatic_energy + scatter_sum(response, batch, dim=-1, dim_size=num_graphs)
+            charges = charges.detach()
         inter_e = scatter_sum(node_inter_es, batch, dim=-1, dim_size=num_graphs) + electrostatic_energy
 
         total_energy = e0 + inter_e

@@ -2,7 +2,7 @@
 
 Electronegativity (eV/e), one value per head, bounded around a per-element value:
 
-    χᵢ = χ⁰_{Zᵢ} + Δχ tanh(MLP_χ(hᵢ) / Δχ)
+    χᵢ = χ⁰_{Zᵢ} + Δq J_{Zᵢ} tanh(MLP_χ(hᵢ) / (Δq J_{Zᵢ})),    J_Z = J_min + softplus(j_Z)
 
 Hardness (eV/e²), bounded below:
 
@@ -16,9 +16,10 @@ radii) or learnable (σ = exp(s), so σ > 0).
 Why the bounds: the QEq energy at the charges, min_q Σ[χq + ½Jq²] + ½qᵀΦq, is
 ≥ −Σᵢ(χᵢ − μ)²/(2Jᵢ) because Φ is positive semi-definite; an unbounded χ
 readout, extrapolating at close contact, opens holes of thousands of eV with
-charges of tens of e. With |χᵢ − χ⁰_Z| < Δχ and Jᵢ ≥ J_min every charge and
-the energy stay within physical bounds whatever the geometry: two atoms of
-one element pushed together take charges of at most ±Δχ/J_min.
+charges of tens of e. The environment term can shift χ by less than Δq J_Z,
+i.e. move an atom's charge from its element value by about Δq (e) at most
+(a charge responds to χ as 1/J), whatever the geometry and however large or
+small the fitted J_Z; with Jᵢ ≥ J_min > 0 the energy stays bounded too.
 """
 
 import math
@@ -38,7 +39,7 @@ def inverse_softplus(x: float) -> float:
 class ElectronegativityHardnessReadout(torch.nn.Module):
     """χ and J for every atom, per head, from scalar node features [N, F].
 
-    ``electronegativity_range`` Δχ (eV/e) bounds the environment part of χ
+    ``charge_range`` Δq (e) bounds the environment part of χ to ±Δq J_Z
     (0: unbounded, as in models saved by mace-qeq 0.1.0); ``minimum_hardness``
     is J_min (eV/e²).
     """
@@ -53,7 +54,7 @@ class ElectronegativityHardnessReadout(torch.nn.Module):
         hardness: str = "element",
         initial_hardness: float = 5.0,
         minimum_hardness: float = 1.0,
-        electronegativity_range: float = 2.0,
+        charge_range: float = 1.0,
     ):
         super().__init__()
         if hardness not in ("element", "environment"):
@@ -62,11 +63,11 @@ class ElectronegativityHardnessReadout(torch.nn.Module):
             raise ValueError(f"minimum_hardness must be > 0 eV/e²; got {minimum_hardness}")
         if not initial_hardness > minimum_hardness:
             raise ValueError(f"initial_hardness {initial_hardness} must exceed minimum_hardness {minimum_hardness}")
-        if not electronegativity_range >= 0.0:
-            raise ValueError(f"electronegativity_range must be ≥ 0 eV/e (0: unbounded); got {electronegativity_range}")
+        if not charge_range >= 0.0:
+            raise ValueError(f"charge_range must be ≥ 0 e (0: unbounded); got {charge_range}")
         self.num_heads = num_heads
         self.minimum_hardness = minimum_hardness
-        self.electronegativity_range = electronegativity_range
+        self.charge_range = charge_range
         irreps_in = o3.Irreps(f"{num_features}x0e")
         irreps_out = o3.Irreps(f"{num_heads}x0e")
         hidden = (num_heads * o3.Irreps(mlp_irreps)).simplify()
@@ -85,7 +86,7 @@ class ElectronegativityHardnessReadout(torch.nn.Module):
 
     def __setstate__(self, state):
         # Models saved by mace-qeq 0.1.0 had an unbounded χ: keep their predictions.
-        state.setdefault("electronegativity_range", 0.0)
+        state.setdefault("charge_range", 0.0)
         super().__setstate__(state)
 
     @torch.no_grad()
@@ -100,10 +101,11 @@ class ElectronegativityHardnessReadout(torch.nn.Module):
         """Return (χ [N] in eV/e, J [N] in eV/e²) for each atom's head."""
         atoms = torch.arange(features.shape[0], device=features.device)
         environment = self.electronegativity_mlp(features, node_heads)
-        if self.electronegativity_range > 0.0:
-            environment = self.electronegativity_range * torch.tanh(environment / self.electronegativity_range)
-        chi = environment + node_attrs @ self.electronegativity_offset
         raw_hardness = node_attrs @ self.hardness_offset
+        if self.charge_range > 0.0:
+            span = self.charge_range * (torch.nn.functional.softplus(raw_hardness) + self.minimum_hardness)
+            environment = span * torch.tanh(environment / span)
+        chi = environment + node_attrs @ self.electronegativity_offset
         if hasattr(self, "hardness_mlp"):
             raw_hardness = raw_hardness + self.hardness_mlp(features, node_heads)
         hardness = torch.nn.functional.softplus(raw_hardness) + self.minimum_hardness

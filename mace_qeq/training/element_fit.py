@@ -55,33 +55,32 @@ class TrainingSample:
         return torch.bincount(self.batch, minlength=len(self.energy)).to(self.positions.dtype)
 
 
-def sample_training_set(loader, max_atoms: int = 20000, skip_heads: Sequence[int] = ()) -> TrainingSample:
-    """Gather structures from MACE's training loader (shuffled) up to ``max_atoms`` atoms."""
+def sample_training_set(dataset, max_atoms: int = 20000, skip_heads: Sequence[int] = (),
+                        seed: int = 0) -> TrainingSample:
+    """Structures of MACE's training ``dataset`` (its ``AtomicData``), in a fixed random order, up to
+    ``max_atoms`` atoms: the same sample on every rank of a distributed run, whatever its sampler."""
     fields = {key: [] for key in TrainingSample.__dataclass_fields__}
     atoms = 0
     graphs = 0
-    for batch in loader:
-        keep = torch.ones(batch.num_graphs, dtype=torch.bool)
-        for head in skip_heads:
-            keep &= batch.head != head
-        for g in torch.nonzero(keep).flatten().tolist():
-            start, stop = int(batch.ptr[g]), int(batch.ptr[g + 1])
-            count = stop - start
-            fields["positions"].append(batch.positions[start:stop].double())
-            fields["element"].append(batch.node_attrs[start:stop].argmax(dim=1))
-            fields["batch"].append(torch.full((count,), graphs, dtype=torch.long))
-            fields["cell"].append(batch.cell.view(-1, 3, 3)[g].double())
-            fields["pbc"].append(batch.pbc.view(-1, 3)[g])
-            fields["total_charge"].append(batch.total_charge[g].double())
-            fields["energy"].append(batch.energy[g].double())
-            fields["energy_weight"].append((batch.weight[g] * batch.energy_weight[g]).double())
-            fields["charges"].append(batch.charges[start:stop].double())
-            fields["charge_weight"].append((batch.weight[g] * batch.charges_weight[g]).double().expand(count))
-            fields["head"].append(batch.head[g])
-            atoms += count
-            graphs += 1
-            if atoms >= max_atoms:
-                break
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    for index in order:
+        data = dataset[index]
+        if int(data.head) in skip_heads:
+            continue
+        count = data.positions.shape[0]
+        fields["positions"].append(data.positions.double())
+        fields["element"].append(data.node_attrs.argmax(dim=1))
+        fields["batch"].append(torch.full((count,), graphs, dtype=torch.long))
+        fields["cell"].append(data.cell.view(3, 3).double())
+        fields["pbc"].append(data.pbc.view(3))
+        fields["total_charge"].append(data.total_charge.double().view(()))
+        fields["energy"].append(data.energy.double().view(()))
+        fields["energy_weight"].append((data.weight * data.energy_weight).double().view(()))
+        fields["charges"].append(data.charges.double().view(-1))
+        fields["charge_weight"].append((data.weight * data.charges_weight).double().view(()).expand(count))
+        fields["head"].append(data.head.view(()))
+        atoms += count
+        graphs += 1
         if atoms >= max_atoms:
             break
     if graphs == 0:

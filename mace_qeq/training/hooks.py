@@ -15,6 +15,7 @@ replaces exactly these look-ups, each where mace reads it at call time:
 | config | ``mace.tools.scripts_utils.extract_config_mace_model`` (and its by-name copies) | config.yaml, compile mode and head removal fail for MACEQEq |
 | head removal | ``mace.tools.scripts_utils.remove_pt_head`` (and ``mace.cli.select_head``'s copy) | the χ/J readout keeps every head and does not load |
 | metrics | ``mace.tools.train.MACELoss``, ``valid_err_log``, ``mace.cli.run_train.create_error_table`` | no charge or dipole errors in the logs and tables |
+| processes | ``mace.cli.run_train.init_distributed``, ``mace.cli.run_train.DDP`` | ``--distributed`` on CPU opens no process group and DDP refuses the CPU model |
 
 ``patches/mace-torch-0.3.16-plugin-registry.patch`` proposes the registry
 upstream that would make this module unnecessary.
@@ -36,6 +37,7 @@ from mace.modules import ScaleShiftMACE
 
 from mace_qeq.modules.models import QEQ_OPTIONS, MACEQEq
 
+from .distributed import distributed_data_parallel, open_cpu_process_group
 from .element_fit import ElementBaseline, fit_element_baseline, log_baseline, sample_training_set
 from .loss import WeightedEnergyForcesChargesDipoleLoss
 from .metrics import QEqMetrics
@@ -87,7 +89,7 @@ def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
     model = MACEQEq(**config, **options)
     model.to(next(backbone.parameters()).dtype)
     missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
-    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.")
+    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.", "energy_floor.")
     if unexpected or any(not key.startswith(new) for key in missing):
         raise RuntimeError(f"backbone weights do not fit MACEQEq: missing {missing}, unexpected {unexpected}")
     return model
@@ -131,7 +133,8 @@ def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_confi
     settings = [getattr(c, "E0s", None) for c in head_configs] if head_configs else [args.E0s] * len(heads)
     free = [isinstance(e, str) and e.lower() == "average" for e in settings] + [False] * len(heads)
     energies = torch.as_tensor(np.atleast_2d(np.asarray(atomic_energies, dtype=float)))
-    sample = sample_training_set(train_loader, skip_heads=[heads.index("pt_head")] if "pt_head" in heads else [])
+    sample = sample_training_set(train_loader.dataset, skip_heads=[heads.index("pt_head")] if "pt_head" in heads else [],
+                                 seed=args.seed)
     charges_weight = args.charges_weight / args.energy_weight if _user_loss(args) == LOSS_NAME and \
         args.energy_weight > 0 else 0.0
     fit = fit_element_baseline(sample, element_widths(options["qeq_sigma"], z_table.zs), energies,
@@ -188,6 +191,8 @@ def remove_pt_head(model: torch.nn.Module, head_to_keep=None) -> torch.nn.Module
         else:  # buffers (output masks) of the single-head layers stay as built
             continue
         state[f"qeq_readout.{name}"] = value
+    if hasattr(model, "energy_floor"):  # [elements, heads]
+        state["energy_floor.running_minimum"] = model.energy_floor.running_minimum[:, index : index + 1]
     single.load_state_dict(state)
     return single
 
@@ -284,6 +289,15 @@ def create_error_table(table_type, all_data_loaders, model, loss_fn, output_args
     return table
 
 
+# ---------------------------------------------------------------- several processes
+
+
+def init_distributed(args):
+    rank, local_rank, world_size = _original["init_distributed"](args)
+    open_cpu_process_group(args)
+    return rank, local_rank, world_size
+
+
 # ---------------------------------------------------------------- registration
 
 
@@ -303,9 +317,12 @@ def register() -> None:
         (select_head, "remove_pt_head", remove_pt_head),
         (mace_train, "MACELoss", QEqMetrics),
         (mace_train, "valid_err_log", valid_err_log),
+        (run_train, "init_distributed", init_distributed),
+        (run_train, "DDP", distributed_data_parallel),
     ]
     for module, name, replacement in replacements:
         current = getattr(module, name)
         if current is not replacement:
             _remember(name, current)
             setattr(module, name, replacement)
+

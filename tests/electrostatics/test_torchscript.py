@@ -14,7 +14,7 @@ def test_scripted_functions_match_eager():
     _, (positions, chi, hardness, sigma, total, cells, pbc, batch) = mixed_batch()
     eager = solve_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch)
     scripted = scripted_qeq(positions, chi, hardness, sigma, total, cells, pbc, batch)
-    for a, b in zip(eager, scripted):
+    for a, b in zip(eager[:5], scripted[:5]):  # charges, μ, energy, potential, site energies
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(
         scripted_energy(positions, eager.charges, sigma, cells, pbc, batch),

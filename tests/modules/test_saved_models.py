@@ -28,7 +28,7 @@ def load_old():
 
 def test_old_model_predicts_what_it_did():
     model, reference = load_old()
-    assert model.qeq_options()["qeq_electronegativity_range"] == 0.0  # unbounded, as saved
+    assert model.qeq_options()["qeq_charge_range"] == 0.0  # unbounded, as saved
     assert model.qeq_options()["qeq_minimum_hardness"] == 0.1
     out = model(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]), compute_stress=True)
     for key in ("energy", "forces", "charges"):
@@ -49,8 +49,8 @@ def test_old_checkpoint_weights_load_into_a_new_model():
     new.load_state_dict(model.state_dict(), strict=True)
     bounded = new(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]))
     assert torch.isfinite(bounded["energy"]).all()
-    old_bounds = MACEQEq(**backbone_config(), qeq_hardness="environment", qeq_electronegativity_range=0.0,
-                         qeq_minimum_hardness=0.1)
+    old_bounds = MACEQEq(**backbone_config(), qeq_hardness="environment", qeq_charge_range=0.0,
+                         qeq_minimum_hardness=0.1, qeq_energy_floor=None)
     old_bounds.load_state_dict(model.state_dict(), strict=True)
     out = old_bounds(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]))
     torch.testing.assert_close(out["energy"], reference["energy"], rtol=2e-7, atol=1e-9)

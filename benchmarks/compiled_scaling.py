@@ -1,0 +1,184 @@
+"""Compiled models at scale: MACEQEq's ``*_compiled.model`` against MACE's, with the stock calculator.
+
+    python benchmarks/compiled_scaling.py                       # CPU, float64, 1,000–20,000 atoms
+    python benchmarks/compiled_scaling.py --device cuda --dtype float32 --max-atoms 100000
+
+MACE and MACEQEq (energies and forces) are trained by their stock command
+lines with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å) on NaCl(aq)
+frames (revPBE0-D3, ../shared/datasets/nacl_water), which also writes their
+TorchScript ``*_compiled.model``. Each is then loaded with ``torch.jit.load``
+into MACE's stock ``MACECalculator`` (no mace-qeq involved) and times one
+energy + forces + stress evaluation of replicated NaCl(aq) and liquid-water
+(RPBE-D3, ../shared/datasets/water_rpbe_d3) cells, each case in a fresh
+process; the call timed is the third (the first two let TorchScript's
+profiling executor optimise). Above ``dense_limit`` (500) atoms MACEQEq solves
+its charges by preconditioned conjugate gradients with smooth PME, in the
+compiled model as in the eager one; the eager MACEQEq is timed too, and its
+energy compared with the compiled one. Writes results/compiled_scaling.{json,md,png}.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import peer_models as pm
+import torch
+from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
+
+#: (source frame, replications): ~1,000 to ~20,000 atoms.
+SYSTEMS = {
+    "NaCl(aq)": [(2, 2, 2), (3, 3, 3), (4, 4, 4), (5, 5, 4), (5, 5, 5), (6, 5, 5)],
+    "water": [(2, 2, 2), (3, 3, 3), (4, 4, 4), (5, 4, 4), (5, 5, 4)],
+}
+TRAIN_FRAMES = 128
+
+
+def frame(system: str):
+    if system == "water":
+        atoms = ase.io.read(pm.SHARED / "water_rpbe_d3" / "test-H2O_RPBE-D3.xyz", "0")
+    else:
+        from mace_qeq.datasets.runner import read_runner
+
+        atoms = next(a for a in read_runner(pm.SHARED / "nacl_water" / "revPBE0-D3_gen1a.data") if len(a) == 128)
+    atoms.info = {"charge": 0}
+    atoms.arrays = {"numbers": atoms.arrays["numbers"], "positions": atoms.arrays["positions"]}
+    return atoms
+
+
+def trained_models(work: Path, device: str) -> dict:
+    """MACE and MACEQEq (E, F) trained on NaCl(aq) frames, with their compiled models."""
+    from training_throughput import nacl_water
+
+    folder = work / "nacl_water_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    train_file = folder / "train.xyz"
+    if not train_file.exists():
+        ase.io.write(train_file, nacl_water(TRAIN_FRAMES))
+    paths = {}
+    for name in ("MACE", "MACEQEq-EF"):
+        model_folder = folder / name
+        compiled = model_folder / f"{name}_compiled.model"
+        if not compiled.exists():
+            run = pm.train(pm.MODELS[name], train_file, model_folder, 5, device, ["--batch_size", "4"])
+            if run.status != "ok":
+                raise RuntimeError(f"training {name} failed: {run.status}")
+        paths[name] = {"compiled": str(compiled), "eager": str(model_folder / f"{name}.model")}
+    return paths
+
+
+def time_case(model_path: str, compiled: bool, system: str, repeat, dtype: str, device: str, queue):
+    from mace.calculators import MACECalculator
+
+    torch.set_default_dtype(getattr(torch, dtype))
+    atoms = frame(system) * tuple(repeat)
+    atoms.info = {"charge": 0}
+    if compiled:
+        calculator = MACECalculator(models=[torch.jit.load(model_path, map_location=device)], device=device,
+                                    default_dtype=dtype, model_type="MACE")
+    else:
+        from mace_qeq.calculators import MACEQEqCalculator
+
+        calculator = MACEQEqCalculator(model_paths=model_path, device=device, default_dtype=dtype)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = []
+    for _ in range(3):
+        atoms.positions += 1e-4  # a new geometry each call, as in MD
+        start = time.perf_counter()
+        calculator.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put({"atoms": len(atoms), "seconds": seconds, "energy": float(calculator.results["energy"]),
+               "peak_mb": peak / 1024, "rise_mb": (peak - baseline) / 1024})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--max-atoms", type=int, default=20000)
+    parser.add_argument("--no-eager", action="store_true", help="skip the eager MACEQEq")
+    parser.add_argument("--work-dir", type=Path, default=pm.WORK / "compiled_scaling")
+    parser.add_argument("--output", type=Path, default=pm.RESULTS)
+    args = parser.parse_args()
+    models = trained_models(args.work_dir, args.device)
+    variants = [("MACE compiled", models["MACE"]["compiled"], True),
+                ("MACEQEq compiled", models["MACEQEq-EF"]["compiled"], True)]
+    if not args.no_eager:
+        variants.append(("MACEQEq eager", models["MACEQEq-EF"]["eager"], False))
+    rows = []
+    for system, repeats in SYSTEMS.items():
+        atoms_per_frame = len(frame(system))
+        for repeat in repeats:
+            if atoms_per_frame * np.prod(repeat) > args.max_atoms:
+                continue
+            row = {"system": system, "repeat": list(repeat)}
+            for label, path, compiled in variants:
+                row[label] = run_in_fresh_process(time_case, path, compiled, system, repeat, args.dtype, args.device)
+            row["atoms"] = row["MACE compiled"]["atoms"]
+            row["ratio"] = row["MACEQEq compiled"]["seconds"][-1] / row["MACE compiled"]["seconds"][-1]
+            if "MACEQEq eager" in row:
+                row["compiled_minus_eager_ev"] = row["MACEQEq compiled"]["energy"] - row["MACEQEq eager"]["energy"]
+            rows.append(row)
+            print(f"{system:9s} {row['atoms']:6d} atoms: " + ", ".join(
+                f"{label} {row[label]['seconds'][-1]:7.2f} s" for label, _, _ in variants)
+                + f", compiled ratio {row['ratio']:.2f}", flush=True)
+    hardware = torch.cuda.get_device_name() if args.device == "cuda" else \
+        f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    command = f"python benchmarks/compiled_scaling.py --device {args.device} --dtype {args.dtype}" + \
+        (f" --max-atoms {args.max_atoms}" if args.max_atoms != 20000 else "")
+    result = {"hardware": hardware, "dtype": args.dtype, "torch": torch.__version__, "rows": rows, "command": command,
+              "date": time.strftime("%Y-%m-%d")}
+    stem = "compiled_scaling" + ("" if args.device == "cpu" else f"_{args.device}")
+    (args.output / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    write_markdown(result, variants, args.output / f"{stem}.md")
+    plot(result, variants, args.output / f"{stem}.png")
+
+
+def write_markdown(result, variants, path):
+    labels = [label for label, _, _ in variants]
+    lines = [f"# Compiled models at scale: MACEQEq / MACE ({result['hardware']}, {result['dtype']})", "",
+             "Energy + forces + stress of one configuration with MACE's stock `MACECalculator` on "
+             "`torch.jit.load(<name>_compiled.model)`; both models trained on NaCl(aq) with the backbone "
+             f"32x0e+32x1o, 2 layers, r_max 5 Å; third call timed. Command: `{result['command']}` ({result['date']})",
+             "", "| system | atoms | " + " | ".join(f"{label} (s)" for label in labels) +
+             " | compiled MACEQEq / MACE | compiled − eager E (eV) |",
+             "|---|---:|" + "---:|" * len(labels) + "---:|---:|"]
+    for row in result["rows"]:
+        difference = row.get("compiled_minus_eager_ev")
+        lines.append(f"| {row['system']} | {row['atoms']} | " + " | ".join(
+            f"{row[label]['seconds'][-1]:.2f}" for label in labels) + f" | **{row['ratio']:.2f}** | "
+            + ("—" if difference is None else f"{difference:.1e}") + " |")
+    for system in dict.fromkeys(r["system"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["system"] == system]
+        slopes = ", ".join(f"{label} {loglog_slope([r['atoms'] for r in rows], [r[label]['seconds'][-1] for r in rows]):.2f}"
+                           for label in labels)
+        lines.append(f"\nTime exponents ({system}): {slopes}.")
+    Path(path).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def plot(result, variants, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(dict.fromkeys(r["system"] for r in result["rows"]))
+    fig, axes = plt.subplots(1, len(systems), figsize=(5.5 * len(systems), 4), squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        rows = [r for r in result["rows"] if r["system"] == system]
+        for label, _, _ in variants:
+            ax.loglog([r["atoms"] for r in rows], [r[label]["seconds"][-1] for r in rows], "o-", label=label)
+        ax.set(title=f"{system} ({result['dtype']})", xlabel="atoms", ylabel="energy + forces + stress (s)")
+    save_loglog_figure(fig, axes[0], path)
+
+
+if __name__ == "__main__":
+    main()

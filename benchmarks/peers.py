@@ -1,0 +1,207 @@
+"""MACEQEq against the long-range models MACE ships, trained and evaluated alike.
+
+    python benchmarks/peers.py --set ag3_same_geometry                  # the issue's budget (CPU: ~30 min)
+    python benchmarks/peers.py --set all --quick                        # every set, smaller budget (CPU)
+    python benchmarks/peers.py --set ag3_same_geometry --learning-curve 50 100 200 500 1000
+    python benchmarks/peers.py --train my.xyz --test my_test.xyz --name mine --epochs 100   # your data
+    python benchmarks/peers.py --train ag3_train.xyz --test ag3_test.xyz --name ag3   # a 4G-HDNNP DFT set
+    python benchmarks/peers.py --set nacl_transfer                      # transfer to unseen charges and sizes
+
+Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
+installed, PolarMACE, MACEQEq with and without charge labels) is trained by its
+stock command line with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å),
+batch, learning rate, seed and number of epochs, on the same structures, and
+evaluated by MACE's stock ``MACECalculator`` on the same held-out structures
+(whole MD trajectories, see ``peer_models.split``). Writes
+``results/peers_<set>.{json,md}``, ``peers_<set>_parity.png`` and, with
+``--learning-curve``, ``peers_<set>_learning_curve.png`` (MACEQEq against
+MACE + embedding). A run that fails (e.g. out of memory) is reported as such.
+
+Transfer: a set with groups training never has (``nacl_transfer``: trained on
+Na/Cl clusters at Q = 0, ±1 of 7–8 atoms; tested also on Q = ±2 and on
+27-atom clusters) gets a second table, the energy and force errors of each
+model on each unseen group next to its in-distribution errors.
+
+``--quick`` trains on 250 structures for a third of the epochs and leaves out
+PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
+``--epochs``/``--train-size`` scale them up on a GPU.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import peer_models as pm
+import torch
+
+QUICK_TRAIN = 250
+
+
+def run_set(name: str, args, models, budget) -> dict:
+    pool, test, unseen = pm.load(name) if args.train is None else (
+        ase.io.read(args.train, ":"), ase.io.read(args.test, ":"), [])
+    spec = pm.SETS.get(name, pm.DataSet(name, f"{args.train} / {args.test}", args.train_size or len(pool),
+                                        args.epochs or 30))
+    train_size, epochs = budget(spec, len(pool))
+    folder = args.work_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    train_file = folder / f"train_{train_size}.xyz"
+    ase.io.write(train_file, pm.subset(pool, train_size))
+    print(f"== {name}: {spec.description}; {train_size} training, {len(test)} test structures, {epochs} epochs",
+          flush=True)
+    runs, errors, predictions = {}, {}, {}
+    for model in models:
+        run = pm.train(model, train_file, folder / model.name.replace("+", "_"), epochs, args.device,
+                       memory_gb=args.memory_gb)
+        runs[model.name] = run.__dict__
+        prediction = pm.evaluate(run, test, args.device)
+        if prediction is not None:
+            predictions[model.name] = prediction
+            errors[model.name] = pm.errors_by_type(prediction)
+        if prediction is not None and unseen:
+            transfer = pm.evaluate(run, unseen, args.device)
+            errors[model.name].update({f"unseen {k}": v for k, v in pm.errors_by_type(transfer).items()
+                                       if k != "all"})
+        summary = errors.get(model.name, {}).get("all", {})
+        print(f"  {model.name:16s} {run.status:12s} {run.wall_s:7.0f} s  E {pm.fmt(summary.get('energy_mev_per_atom'), 2)}"
+              f" meV/atom  F {pm.fmt(summary.get('forces_mev_per_a'))} meV/Å  Q {pm.fmt(summary.get('charges_me'))} me",
+              flush=True)
+    result = {"set": name, "description": spec.description, "train_structures": train_size,
+              "test_structures": len(test), "epochs": epochs, "hardware": pm.hardware(args.device),
+              "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors}
+    if args.learning_curve:
+        result["learning_curve"] = learning_curve(name, pool, test, folder, epochs, args)
+    write(name, result, predictions, args)
+    return result
+
+
+def learning_curve(name, pool, test, folder, epochs, args) -> dict:
+    curve = {}
+    for model_name in ("MACEQEq", "MACE+embedding"):
+        model = pm.MODELS[model_name]
+        curve[model_name] = []
+        for count in args.learning_curve:
+            train_file = folder / f"train_{count}.xyz"
+            ase.io.write(train_file, pm.subset(pool, count))
+            run = pm.train(model, train_file, folder / f"curve_{model_name.replace('+', '_')}_{count}", epochs,
+                           args.device, memory_gb=args.memory_gb)
+            prediction = pm.evaluate(run, test, args.device)
+            point = {"train_structures": count, "wall_s": run.wall_s, "status": run.status}
+            if prediction is not None:
+                point.update(pm.errors_by_type(prediction)["all"])
+            curve[model_name].append(point)
+            print(f"  curve {model_name:16s} {count:5d}: E {pm.fmt(point.get('energy_mev_per_atom'), 2)} "
+                  f"F {pm.fmt(point.get('forces_mev_per_a'))}", flush=True)
+    return curve
+
+
+def write(name, result, predictions, args):
+    from mace_qeq.analysis import learning_curve_plot, parity_plots
+
+    output = args.output
+    pm.write_json(output / f"peers_{name}.json", result)
+    for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
+        path.replace(output / f"peers_{name}_parity.png")
+    if "learning_curve" in result:
+        learning_curve_plot(result["learning_curve"], output / f"peers_{name}_learning_curve.png",
+                            title=f"{name}: test error vs training structures")
+    lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
+             f"{result['train_structures']} training and {result['test_structures']} test structures (held-out MD "
+             f"trajectories), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, batch 16, "
+             f"lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI, evaluated by the stock "
+             f"MACECalculator. Hardware: {result['hardware']}. Command: `{args.command}`", "",
+             "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for model, run in result["runs"].items():
+        e = result["errors"].get(model, {}).get("all", {})
+        lines.append(f"| {model} | {pm.fmt(e.get('energy_mev_per_atom'), 2)} | {pm.fmt(e.get('forces_mev_per_a'))} | "
+                     f"{pm.fmt(e.get('charges_me'))} | {pm.fmt(e.get('dipole_me_a'))} | {run['wall_s']:.0f} | "
+                     f"{run['status']} |")
+    for label, (energy, forces, charges) in pm.PUBLISHED.get(name, {}).items():
+        lines.append(f"| {label} (published, the DFT set, its own split) | {pm.fmt(energy, 3)} | {pm.fmt(forces)} | "
+                     f"{pm.fmt(charges, 3)} | — | — | — |")
+    types = sorted({t for errors in result["errors"].values() for t in errors
+                    if t != "all" and not t.startswith("unseen ")})
+    unseen = sorted({t for errors in result["errors"].values() for t in errors if t.startswith("unseen ")})
+    if unseen:
+        lines += ["", "Transfer: trained on the in-distribution groups only; energy RMSE meV/atom (force meV/Å) on "
+                  "the held-out in-distribution trajectories and on groups never in training:", "",
+                  "| model | in distribution | " + " | ".join(t[len("unseen "):] for t in unseen) + " |",
+                  "|---|---:|" + "---:|" * len(unseen)]
+        for model, errors in result["errors"].items():
+            cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 1)} ({pm.fmt(errors[t]['forces_mev_per_a'])})"
+                     if t in errors else "—" for t in ["all"] + unseen]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if types:
+        lines += ["", "Per configuration type, E meV/atom / F meV/Å:", "",
+                  "| model | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
+        for model, errors in result["errors"].items():
+            cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[t]['forces_mev_per_a'])}"
+                     if t in errors else "—" for t in types]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if "learning_curve" in result:
+        curve = result["learning_curve"]
+        lines += ["", "Learning curve, test E meV/atom / F meV/Å:", "",
+                  "| training structures | " + " | ".join(curve) + " |", "|---:|" + "---:|" * len(curve)]
+        for k, point in enumerate(next(iter(curve.values()))):
+            cells = [f"{pm.fmt(c[k].get('energy_mev_per_atom'), 2)} / {pm.fmt(c[k].get('forces_mev_per_a'))}"
+                     for c in curve.values()]
+            lines.append(f"| {point['train_structures']} | " + " | ".join(cells) + " |")
+    (output / f"peers_{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", nargs="+", default=None, help=f"sets: {', '.join(pm.SETS)}, or all")
+    parser.add_argument("--train", type=Path, help="your training file (with --test and --name)")
+    parser.add_argument("--test", type=Path)
+    parser.add_argument("--name", default="custom")
+    parser.add_argument("--models", nargs="+", default=None, help=f"from {list(pm.MODELS)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TRAIN} structures, a third of the epochs, "
+                                                             "no PolarMACE")
+    parser.add_argument("--epochs", type=int, help="override the set's epochs")
+    parser.add_argument("--train-size", type=int, help="override the set's training structures")
+    parser.add_argument("--learning-curve", type=int, nargs="*", default=[])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--memory-gb", type=float, default=16.0, help="a CPU run above this is out of memory")
+    parser.add_argument("--work-dir", type=Path, default=pm.WORK / "peers")
+    parser.add_argument("--output", type=Path, default=pm.RESULTS)
+    args = parser.parse_args()
+    args.command = "python benchmarks/peers.py " + " ".join(
+        a for a in __import__("sys").argv[1:] if not a.startswith("--work-dir") and not a.startswith("--output"))
+    if (args.set is None) == (args.train is None):
+        parser.error("give --set, or --train and --test")
+    names = [args.name] if args.train else (list(pm.SETS) if args.set == ["all"] else args.set)
+    for name in names:
+        if args.train is None and name not in pm.SETS:
+            parser.error(f"unknown set {name!r}; choose from {list(pm.SETS)}")
+    chosen = args.models or [m for m in pm.MODELS if not (args.quick and m == "PolarMACE")]
+    models = []
+    for name in chosen:
+        if name not in pm.MODELS:
+            parser.error(f"unknown model {name!r}; choose from {list(pm.MODELS)}")
+        model = pm.MODELS[name]
+        if not pm.available(model):
+            print(f"{name}: skipped, its package '{model.needs}' is not installed", flush=True)
+            continue
+        models.append(model)
+
+    def budget(spec, pool_size):
+        train, epochs = spec.train, spec.epochs
+        if args.quick:
+            train, epochs = min(train, QUICK_TRAIN), max(8, epochs // 3)
+        train = min(args.train_size or train, pool_size)
+        return train, args.epochs or epochs
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for name in names:
+        run_set(name, args, models, budget)
+    print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Training throughput: MACEQEq against plain MACE, same backbone, data, batch and epochs.
+
+    python benchmarks/training_throughput.py                  # CPU, ~15 min
+    python benchmarks/training_throughput.py --device cuda    # on a GPU
+
+Writes results/training_throughput.{json,md} (``_cuda`` on a GPU). Each model is trained by its stock command line (``mace_run_train --model MACE``,
+``mace_qeq_run_train``, charge loss included where the data has reference
+charges) on small clusters (Ag3±, 3 atoms; C10H2/C10H3⁺, 12–13 atoms;
+Na8/9Cl8⁺, 16–17 atoms; GFN2-xTB) and on ~160-atom periodic NaCl(aq) cells
+(revPBE0-D3, ../shared/datasets/nacl_water). Throughput is structures per
+second over the training epochs, from the timestamps of mace's own log
+(setup, E0s, the element fit and the final TorchScript compile are not in it;
+they are in the total wall time).
+"""
+
+import argparse
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import ase.io
+import peer_models as pm
+import torch
+
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) INFO: (.*)$")
+
+
+def nacl_water(count: int):
+    from mace_qeq.datasets.runner import read_runner
+
+    structures = []
+    for path in sorted((pm.SHARED / "nacl_water").glob("*.data")):
+        structures += list(read_runner(path))
+        if len(structures) >= count:
+            break
+    for atoms in structures:
+        del atoms.arrays["REF_charges"]  # the set's charge column is 0: not a reference
+    return structures[:count]
+
+
+CASES = {
+    "Ag3± (3 atoms)": ("ag3_same_geometry", 16),
+    "C10H2/C10H3⁺ (12–13 atoms)": ("carbon_chain", 16),
+    "Na8/9Cl8⁺ (16–17 atoms)": ("na9cl8", 32),
+    "NaCl(aq), periodic (128–194 atoms)": ("nacl_water", 4),
+}
+
+
+def epoch_seconds(log: str, epochs: int) -> float:
+    """Seconds from 'Started training' to the last epoch's report, per epoch."""
+    start = end = None
+    for line in log.splitlines():
+        match = STAMP.match(line)
+        if not match:
+            continue
+        when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f")
+        if match.group(2).startswith("Started training"):
+            start = when
+        elif match.group(2).startswith("Epoch"):
+            end = when
+    if start is None or end is None:
+        raise RuntimeError("no training epochs in the log")
+    return (end - start).total_seconds() / epochs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--structures", type=int, default=256, help="training structures per case")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--work-dir", type=Path, default=pm.WORK / "throughput")
+    parser.add_argument("--output", type=Path, default=pm.RESULTS)
+    args = parser.parse_args()
+    rows = []
+    for label, (source, batch) in CASES.items():
+        folder = args.work_dir / source
+        folder.mkdir(parents=True, exist_ok=True)
+        if source == "nacl_water":
+            structures = nacl_water(args.structures)
+            qeq = pm.MODELS["MACEQEq-EF"]
+        else:
+            structures = pm.subset(pm.load(source)[0], args.structures)
+            qeq = pm.MODELS["MACEQEq"]
+        train_file = folder / "train.xyz"
+        ase.io.write(train_file, structures)
+        atoms = sum(len(a) for a in structures) / len(structures)
+        extra = ["--batch_size", str(batch), "--eval_interval", str(args.epochs), "--valid_fraction", "0.05"]
+        timing = {}
+        for model in (pm.MODELS["MACE"], qeq):
+            run = pm.train(model, train_file, folder / model.name.replace("+", "_"), args.epochs, args.device, extra)
+            if run.status != "ok":
+                raise RuntimeError(f"{label} {model.name}: {run.status}")
+            log = (folder / model.name.replace("+", "_") / f"{model.name.replace('+', '_')}.log").read_text()
+            per_epoch = epoch_seconds(log, args.epochs)
+            timing[model.name] = {"seconds_per_epoch": per_epoch, "wall_s": run.wall_s,
+                                  "structures_per_s": (len(structures) - int(0.05 * len(structures))) / per_epoch}
+        ratio = timing[qeq.name]["structures_per_s"] / timing["MACE"]["structures_per_s"]
+        rows.append({"case": label, "atoms_per_structure": atoms, "batch_size": batch, "qeq_model": qeq.name,
+                     "timing": timing, "throughput_ratio": ratio})
+        print(f"{label:38s} MACE {timing['MACE']['seconds_per_epoch']:7.2f} s/epoch, {qeq.name} "
+              f"{timing[qeq.name]['seconds_per_epoch']:7.2f} s/epoch: MACEQEq/MACE throughput {ratio:.2f}", flush=True)
+    result = {"hardware": pm.hardware(args.device), "device": args.device, "epochs": args.epochs,
+              "structures": args.structures, "rows": rows,
+              "command": f"python benchmarks/training_throughput.py --device {args.device}",
+              "date": time.strftime("%Y-%m-%d")}
+    stem = "training_throughput" + ("" if args.device == "cpu" else f"_{args.device}")
+    pm.write_json(args.output / f"{stem}.json", result)
+    lines = [f"# Training throughput, MACEQEq / MACE ({args.device})", "",
+             f"Hardware: {result['hardware']}. {args.structures} training structures, {args.epochs} epochs, backbone "
+             "32x0e+32x1o / 2 layers / r_max 5 Å, float64; throughput from mace's epoch timestamps (setup, element "
+             f"fit and compile excluded, see wall). Command: `{result['command']}`", "",
+             "| data | atoms | batch | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | wall MACE / MACEQEq (s) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        t = row["timing"]
+        q = t[row["qeq_model"]]
+        lines.append(f"| {row['case']} | {row['atoms_per_structure']:.0f} | {row['batch_size']} | "
+                     f"{t['MACE']['seconds_per_epoch']:.2f} | {q['seconds_per_epoch']:.2f} | "
+                     f"**{row['throughput_ratio']:.2f}** | {t['MACE']['wall_s']:.0f} / {q['wall_s']:.0f} |")
+    (args.output / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Close contact on a freshly trained model (plugin defaults, 16x0e, 2 layers, 10 epochs on the
+embedded GFN2-xTB Ag3± and Na/Cl clusters): pairs pushed to 0.1 Å and compressed structures keep
+every charge within 2.5 e and the energy repulsive; overlapping atoms are refused."""
+
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+
+from mace_qeq.analysis.close_contact import compression_scan, pair_scan, random_cluster
+from mace_qeq.datasets import DEFAULT_DATASET
+
+MAX_CHARGE = 2.5  # e
+MIN_REPULSION = 5.0  # eV above the scan's minimum at ≤ 0.4 Å
+
+
+@pytest.fixture(scope="module")
+def calculator(tmp_path_factory):
+    from mace_qeq.calculators import MACEQEqCalculator
+
+    folder = tmp_path_factory.mktemp("close_contact")
+    command = [sys.executable, "-m", "mace_qeq.cli.run_train", "--name", "fresh", "--work_dir", str(folder),
+               "--train_file", str(DEFAULT_DATASET), "--valid_fraction", "0.1", "--E0s", "isolated",
+               "--num_channels", "16", "--max_L", "0", "--num_interactions", "2", "--max_num_epochs", "10",
+               "--batch_size", "8", "--device", "cpu", "--default_dtype", "float64", "--seed", "1",
+               "--energy_key", "REF_energy", "--forces_key", "REF_forces"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return MACEQEqCalculator(model_paths=str(folder / "fresh.model"), device="cpu", default_dtype="float64")
+
+
+def first(config_type):
+    return next(a for a in ase.io.read(DEFAULT_DATASET, ":") if a.info["config_type"] == config_type)
+
+
+def check(scan):
+    assert max(scan.max_abs_charges) <= MAX_CHARGE, (scan.label, max(scan.max_abs_charges))
+    repulsion = scan.energy_above_minimum(0.4)
+    if repulsion is not None:  # else every point ≤ 0.4 Å was refused as overlapping
+        assert repulsion >= MIN_REPULSION, (scan.label, repulsion, scan.energies)
+
+
+@pytest.mark.parametrize("charge", [1, -1])
+@pytest.mark.parametrize("structure, pair", [("Ag3+", (0, 1)), ("Na4Cl3+", "Na-Cl"), ("Na3Cl4-", "Cl-Cl")])
+def test_pair_pushed_to_a_tenth_of_an_angstrom(calculator, structure, pair, charge):
+    atoms = first(structure)
+    symbols = atoms.get_chemical_symbols()
+    if isinstance(pair, str):
+        a, b = pair.split("-")
+        i = symbols.index(a)
+        j = next(k for k in range(len(atoms)) if symbols[k] == b and k != i)
+    else:
+        i, j = pair
+    check(pair_scan(calculator, atoms, i, j, charge, distances=np.geomspace(0.1, 3.0, 12)))
+
+
+@pytest.mark.parametrize("symbols, charge", [(["Ag"] * 3, 1), (["Na"] * 4 + ["Cl"] * 4, -1), (["Na"] * 5 + ["Cl"] * 3, 1)])
+def test_compressed_random_structures(calculator, symbols, charge):
+    for seed in range(2):
+        scan = compression_scan(calculator, random_cluster(symbols, seed=seed), charge)
+        assert max(scan.max_abs_charges) <= MAX_CHARGE, (symbols, seed, scan.max_abs_charges)
+        energies = dict(zip(scan.distances, scan.energies))
+        assert energies[0.3] > energies[1.0], (symbols, seed, energies)  # compression costs energy
+
+
+def test_tiny_periodic_cell_stays_bounded(calculator):
+    """Ag3⁺ in a 3 Å periodic cell, 57 neighbours per atom (−5.7·10⁹ eV with an unbounded χ, −1.8·10⁶ eV
+    from the short-range network without the energy floor): no lower than the floor's 5 eV per atom below
+    the lowest Ag3⁺ of the data."""
+    atoms = Atoms("Ag3", positions=[[0, 0, 0], [1.0, 0, 0], [0.5, 0.9, 0]], cell=np.eye(3) * 3.0, pbc=True)
+    atoms.info["charge"] = 1
+    atoms.calc = calculator
+    lowest = min(a.info["REF_energy"] for a in ase.io.read(DEFAULT_DATASET, ":") if a.info["config_type"] == "Ag3+")
+    assert atoms.get_potential_energy() > lowest - 5.0 * len(atoms)
+    assert np.abs(atoms.get_charges()).max() <= MAX_CHARGE
+
+
+def test_overlapping_atoms_are_refused(calculator):
+    atoms = first("Na4Cl4")
+    scan = pair_scan(calculator, atoms, 0, 1, 0, distances=[0.001, 0.5, 2.8])
+    assert len(scan.refused) == 1 and "overlapping atoms" in scan.refused[0]
