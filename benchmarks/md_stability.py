@@ -39,7 +39,7 @@ SOLVERS = [("float64", "dense", None), ("float64", "iterative", 1e-4), ("float64
            ("float64", "iterative", 1e-8), ("float32", "dense", None), ("float32", "iterative", 1e-5)]
 
 
-def md_model(work: Path, device: str) -> Path:
+def md_model(work: Path, device: str, epochs: int) -> Path:
     """MACEQEq trained on GFN2-xTB Na/Cl clusters (Q = 0, ±1) and periodic Na8Cl8 cells (with vacancies)."""
     folder = work / "nacl_md"
     path = folder / "MACEQEq.model"
@@ -47,7 +47,7 @@ def md_model(work: Path, device: str) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     ase.io.write(folder / "train.xyz", pm.load("nacl_transfer")[0] + pm.load("nacl_periodic")[0])
-    run = pm.train(pm.MODELS["MACEQEq"], folder / "train.xyz", folder, 40, device)
+    run = pm.train(pm.MODELS["MACEQEq"], folder / "train.xyz", folder, epochs, device)
     if run.status != "ok":
         raise RuntimeError(f"training the MD model failed: {run.status}")
     return path
@@ -158,6 +158,7 @@ def main():
     parser.add_argument("--part", choices=["nve", "langevin", "both"], default="both")
     parser.add_argument("--steps", type=int, default=5000, help="NVE steps (1 fs)")
     parser.add_argument("--langevin-steps", type=int, default=20000, help="Langevin steps (1 fs): 20 ps")
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs of the NVE model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "md")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
@@ -167,7 +168,7 @@ def main():
     result = json.loads(path.read_text()) if path.exists() else {}
     result.update({"hardware": pm.hardware(args.device), "date": time.strftime("%Y-%m-%d")})
     if args.part in ("nve", "both"):
-        model = md_model(args.work_dir, args.device)
+        model = md_model(args.work_dir, args.device, args.epochs)
         nve = []
         for label, (kind, charge) in NVE_CASES.items():
             for dtype, method, tolerance in SOLVERS:
@@ -180,7 +181,8 @@ def main():
                       f"{row['drift_mev_per_atom_per_ns']:+9.3f} meV/atom/ns, fluctuation "
                       f"{row['fluctuation_mev_per_atom']:.3f} meV/atom, {row['ms_per_step']:.0f} ms/step", flush=True)
         result["nve"] = {"rows": nve, "steps": args.steps, "model": str(model),
-                         "command": f"python benchmarks/md_stability.py --part nve --steps {args.steps}"}
+                         "command": f"python benchmarks/md_stability.py --part nve --steps {args.steps} "
+                                    f"--epochs {args.epochs}"}
     if args.part in ("langevin", "both"):
         demo = args.work_dir / "demo" / "maceqeq_demo.model"
         if not demo.exists():
@@ -195,7 +197,8 @@ def main():
                   f"{row['largest_abs_charge']:.2f} e, closest {row['closest_approach']:.2f} Å, E in "
                   f"[{row['energy_min']:.2f}, {row['energy_max']:.2f}] eV, together {row['stayed_together']}", flush=True)
         result["langevin"] = {"rows": langevin, "steps": args.langevin_steps, "model": str(demo),
-                              "command": f"python benchmarks/md_stability.py --part langevin"}
+                              "command": "python benchmarks/md_stability.py --part langevin --langevin-steps "
+                                         f"{args.langevin_steps}"}
     pm.write_json(path, result)
     write_markdown(result, args.output)
 

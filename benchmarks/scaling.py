@@ -127,7 +127,7 @@ def time_long_range(model, batch):
     elapsed = 1e3 * (time.perf_counter() - start)
     with torch.no_grad():
         iterations = solve_qeq(batch["positions"], chi, hardness, sigma, torch.zeros(1, dtype=dtype), cell,
-                               batch["pbc"].view(1, 3), batch["batch"], block.options,
+                               batch["pbc"].view(1, 3), batch["batch"], block.options(False),
                                differentiate_charges=False).iterations
     return elapsed, iterations
 

@@ -62,8 +62,9 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                        help="hardness J per element, or per element plus a readout of the environment")
     group.add_argument("--qeq_energy", choices=["qeq", "coulomb"], default="qeq",
                        help="add E_QEq(q*) (NequIP-LR, default) or only the Coulomb energy (4G-HDNNP)")
-    group.add_argument("--qeq_charge_feedback", action="store_true",
-                       help="feed the equilibrated charges into the last interaction layer")
+    group.add_argument("--qeq_charge_feedback", type=str2bool, nargs="?", const=True, default=None,
+                       help="feed the equilibrated charges into the last interaction layer "
+                            "(default: on with 2 or more interactions)")
     group.add_argument("--qeq_accuracy", type=float, default=1e-8, help="Ewald truncation tolerance")
     group.add_argument("--qeq_charge_range", type=float, default=1.0,
                        help="Δq (e): the environment part of χ is bounded to ±Δq·J_Z around the element value, "

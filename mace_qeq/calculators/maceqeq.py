@@ -88,5 +88,6 @@ class MACEQEqCalculator(MACECalculator):
         batch = super()._atoms_to_batch(atoms)
         previous = self.results.get("charges")
         if previous is not None and len(previous) == len(atoms):
-            batch.initial_charges = torch.as_tensor(previous, dtype=batch.positions.dtype, device=batch.positions.device)
+            batch.initial_charges = torch.as_tensor(previous, dtype=batch.positions.dtype,
+                                                    device=batch.positions.device)
         return batch

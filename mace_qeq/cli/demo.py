@@ -83,7 +83,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         atoms.info = {"charge": reference.info["total_charge"]}
         atoms.calc = calculator
         energy = atoms.get_potential_energy()
-        print(f"Q = {reference.info['total_charge']:+.0f}: E = {energy:10.4f} eV (xTB {reference.info['REF_energy']:10.4f}),"
+        print(f"Q = {reference.info['total_charge']:+.0f}: E = {energy:10.4f} eV "
+              f"(xTB {reference.info['REF_energy']:10.4f}),"
               f" charges {np.array2string(atoms.get_charges(), precision=3)}"
               f" (xTB {np.array2string(reference.arrays['REF_charges'], precision=3)})")
     print(f"\nmodel: {model_path} (TorchScript: {args.work_dir / 'maceqeq_demo_compiled.model'});"

@@ -93,7 +93,8 @@ def coulomb_diagonal(operator: CoulombOperator) -> Tensor:
     diagonal = diagonal.index_add(
         0, operator.pairs.first[own_images], 2.0 * operator.pair_interaction.detach()[own_images]
     )
-    return diagonal + operator.background[batch] * (operator.smearing_squared[batch] - 2.0 * operator.sigma_squared.detach())
+    background = operator.smearing_squared[batch] - 2.0 * operator.sigma_squared.detach()
+    return diagonal + operator.background[batch] * background
 
 
 def _project(residual: Tensor, preconditioner: Preconditioner, ones_image: Tensor, weight_sum: Tensor,

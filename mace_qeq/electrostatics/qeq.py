@@ -109,7 +109,8 @@ def solve_qeq(
     check_per_atom(sigma, "sigma", structures, True)
     check_per_structure(total_charge, "total_charge", structures)
     check_options(options)
-    iterative = options.method == "iterative" or (options.method == "auto" and structures.max_atoms > options.dense_limit)
+    large = structures.max_atoms > options.dense_limit
+    iterative = options.method == "iterative" or (options.method == "auto" and large)
     iterations = 0
     solver: Optional[IterativeSolver] = None
     if iterative:

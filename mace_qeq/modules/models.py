@@ -39,7 +39,7 @@ QEQ_OPTIONS: Dict[str, Any] = {
     "qeq_learnable_sigma": False,
     "qeq_hardness": "element",
     "qeq_energy": "qeq",
-    "qeq_charge_feedback": False,
+    "qeq_charge_feedback": None,
     "qeq_accuracy": 1e-8,
     "qeq_charge_range": 1.0,
     "qeq_minimum_hardness": 1.0,
@@ -63,7 +63,8 @@ class MACEQEq(ScaleShiftMACE):
             plus a readout of the node features).
         qeq_energy: "qeq" adds E_QEq(q*); "coulomb" adds only ½ qᵀΦq.
         qeq_charge_feedback: embed q* into the node features of the last
-            interaction (needs num_interactions ≥ 2).
+            interaction (needs num_interactions ≥ 2); None (default): on
+            whenever there are ≥ 2 interactions.
         qeq_accuracy: Ewald truncation tolerance.
         qeq_charge_range: Δq (e): the environment part of χ is bounded to
             ±Δq J_Z, i.e. it moves a charge by about Δq at most (0: unbounded).
@@ -80,7 +81,7 @@ class MACEQEq(ScaleShiftMACE):
         qeq_learnable_sigma: bool = False,
         qeq_hardness: str = "element",
         qeq_energy: str = "qeq",
-        qeq_charge_feedback: bool = False,
+        qeq_charge_feedback: Optional[bool] = None,
         qeq_accuracy: float = 1e-8,
         qeq_charge_range: float = 1.0,
         qeq_minimum_hardness: float = 1.0,
@@ -97,6 +98,8 @@ class MACEQEq(ScaleShiftMACE):
                 f"qeq_sigma needs one width per element {atomic_numbers}; got {len(qeq_sigma)} values"
             )
         num_interactions = int(kwargs["num_interactions"])
+        if qeq_charge_feedback is None:
+            qeq_charge_feedback = num_interactions >= 2
         if qeq_charge_feedback and num_interactions < 2:
             raise ValueError("qeq_charge_feedback needs num_interactions ≥ 2 (charges feed the last interaction)")
         hidden_irreps = o3.Irreps(kwargs["hidden_irreps"])
@@ -282,7 +285,8 @@ class MACEQEq(ScaleShiftMACE):
             node_inter_es = self.energy_floor(learned, node_attrs, node_heads, training) + repulsion
         else:
             node_inter_es = self.scale_shift(torch.sum(torch.stack(node_es_list, dim=0), dim=0), node_heads)
-        if solver is not None and torch.is_grad_enabled() and (self.charge_feedback or self.charge_equilibration.coulomb_only):
+        not_stationary = self.charge_feedback or self.charge_equilibration.coulomb_only
+        if solver is not None and torch.is_grad_enabled() and not_stationary:
             # Iterative charges are constants: add their response (see response_energy), so that forces and
             # stress are those of E(q*(R)) also where E is not stationary in q.
             charge_gradient = torch.zeros_like(charges)

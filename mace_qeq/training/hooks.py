@@ -133,8 +133,8 @@ def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_confi
     settings = [getattr(c, "E0s", None) for c in head_configs] if head_configs else [args.E0s] * len(heads)
     free = [isinstance(e, str) and e.lower() == "average" for e in settings] + [False] * len(heads)
     energies = torch.as_tensor(np.atleast_2d(np.asarray(atomic_energies, dtype=float)))
-    sample = sample_training_set(train_loader.dataset, skip_heads=[heads.index("pt_head")] if "pt_head" in heads else [],
-                                 seed=args.seed)
+    skip_heads = [heads.index("pt_head")] if "pt_head" in heads else []
+    sample = sample_training_set(train_loader.dataset, skip_heads=skip_heads, seed=args.seed)
     charges_weight = args.charges_weight / args.energy_weight if _user_loss(args) == LOSS_NAME and \
         args.energy_weight > 0 else 0.0
     fit = fit_element_baseline(sample, element_widths(options["qeq_sigma"], z_table.zs), energies,
@@ -191,6 +191,9 @@ def remove_pt_head(model: torch.nn.Module, head_to_keep=None) -> torch.nn.Module
         else:  # buffers (output masks) of the single-head layers stay as built
             continue
         state[f"qeq_readout.{name}"] = value
+    for name, value in model.state_dict().items():  # head-independent: widths, charge embedding
+        if name.startswith(("gaussian_widths.", "charge_embedding.")):
+            state[name] = value
     if hasattr(model, "energy_floor"):  # [elements, heads]
         state["energy_floor.running_minimum"] = model.energy_floor.running_minimum[:, index : index + 1]
     single.load_state_dict(state)

@@ -45,12 +45,12 @@ def test_old_checkpoint_weights_load_into_a_new_model():
     """A 0.1.0 checkpoint (state dict) restarts or fine-tunes a model built by this version: every
     tensor has its place; with the old bounds the predictions are the old ones."""
     model, reference = load_old()
-    new = MACEQEq(**backbone_config(), qeq_hardness="environment")
+    new = MACEQEq(**backbone_config(), qeq_hardness="environment", qeq_charge_feedback=False)
     new.load_state_dict(model.state_dict(), strict=True)
     bounded = new(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]))
     assert torch.isfinite(bounded["energy"]).all()
-    old_bounds = MACEQEq(**backbone_config(), qeq_hardness="environment", qeq_charge_range=0.0,
-                         qeq_minimum_hardness=0.1, qeq_energy_floor=None)
+    old_bounds = MACEQEq(**backbone_config(), qeq_hardness="environment", qeq_charge_feedback=False,
+                         qeq_charge_range=0.0, qeq_minimum_hardness=0.1, qeq_energy_floor=None)
     old_bounds.load_state_dict(model.state_dict(), strict=True)
     out = old_bounds(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]))
     torch.testing.assert_close(out["energy"], reference["energy"], rtol=2e-7, atol=1e-9)
