@@ -19,9 +19,11 @@ backbone, budget and seed, and evaluated by MACE's stock ``MACECalculator``
 Data sets (``SETS``): the GFN2-xTB sets of ``mace_qeq_make_xtb_data --set``
 (made on first use into ``benchmarks/work/data``; whole MD trajectories are
 held out for testing, so no test geometry is a neighbour of a training one)
-and the real sets in ``../shared/datasets`` that fit (LODE charged dimers).
+and the real sets in ``../shared/datasets`` that fit (LODE charged dimers, SPICE
+dipeptides with dipoles and MBI charges).
 """
 
+import hashlib
 import json
 import os
 import resource
@@ -93,6 +95,20 @@ MODELS: Dict[str, Model] = {
                      charge_labels=True),
     "MACEQEq-EF": Model("MACEQEq-EF", ["mace_qeq_run_train", "--charges_weight", "0", "--dipole_weight", "0"]),
 }
+#: MACEQEq (with charge labels) with one default switched off: what each default buys (``peers.py --ablation``).
+ABLATIONS = {
+    "MACEQEq-no-element-fit": ["--qeq_fit_elements", "False"],
+    "MACEQEq-no-offset-refit": ["--qeq_refit_offsets", "False"],
+    "MACEQEq-no-feedback": ["--qeq_charge_feedback", "False"],
+    "MACEQEq-no-ZBL": ["--pair_repulsion", "False"],
+    "MACEQEq-no-floor": ["--qeq_energy_floor", "0"],
+    "MACEQEq-no-chi-bound": ["--qeq_charge_range", "0"],
+    #: the charge model of mace-qeq 0.1.0: unbounded χ, J ≥ 0.1 eV/e², no ZBL, no floor.
+    "MACEQEq-unbounded": ["--qeq_charge_range", "0", "--qeq_minimum_hardness", "0.1", "--pair_repulsion", "False",
+                          "--qeq_energy_floor", "0"],
+}
+MODELS.update({name: Model(name, MODELS["MACEQEq"].command + flags, charge_labels=True)
+               for name, flags in ABLATIONS.items()})
 
 
 @dataclass
@@ -103,7 +119,7 @@ class DataSet:
     description: str
     train: int  # training structures (validation split off by mace)
     epochs: int
-    source: str = "xtb"  # "xtb": mace_qeq_make_xtb_data --set <name>; "lode": ../shared/datasets/lode_dimers
+    source: str = "xtb"  # "xtb": mace_qeq_make_xtb_data --set <name>; "lode"/"spice": ../shared/datasets
     structures: int = 1000  # made by the generator
     geometry_shows_charge: bool = False
 
@@ -123,15 +139,31 @@ SETS: Dict[str, DataSet] = {
                              train=300, epochs=30, structures=400),
     "lode_dimers": DataSet("lode_dimers", "LODE molecular dimers (+1/−1, +1/0, polar, apolar) at varying "
                            "separation, DFT, periodic 30 Å box", train=2000, epochs=30, source="lode"),
+    "spice_dipeptides": DataSet("spice_dipeptides", "SPICE dipeptides (neutral, 42–51 atoms), DFT energies, forces, "
+                                "dipoles and MBI charges", train=550, epochs=30, source="spice"),
 }
 
 
 def _label_lode(atoms):
     """LODE dimer frames: energy, forces; total charge = chargeA + chargeB."""
-    atoms.info["REF_energy"] = float(atoms.info.pop("energy"))
-    atoms.arrays["REF_forces"] = atoms.arrays.pop("forces")
+    atoms.info["REF_energy"] = float(atoms.calc.results["energy"])  # ase reads energy and forces into a calculator
+    atoms.arrays["REF_forces"] = atoms.calc.results["forces"].copy()
+    atoms.calc = None
     atoms.info["total_charge"] = float(atoms.info.get("chargeA", 0)) + float(atoms.info.get("chargeB", 0))
     atoms.info["config_type"] = f"dimer{atoms.info.get('dimer_id', '')}_Q{atoms.info['total_charge']:+.0f}"
+    return atoms
+
+
+def _label_spice(atoms):
+    """SPICE dipeptide frames (eV, Å, e·Å): energy, forces, dipole and MBI charges under MACE's keys."""
+    results = atoms.calc.results
+    atoms.info["REF_energy"] = float(results["energy"])
+    atoms.info["REF_dipole"] = np.asarray(results["dipole"], dtype=float).reshape(3)
+    atoms.arrays["REF_forces"] = atoms.arrays.pop("force")
+    atoms.arrays["REF_charges"] = atoms.arrays.pop("mbi_charges")
+    atoms.info["total_charge"] = 0.0
+    atoms.info["config_type"] = "dipeptide"
+    atoms.calc = None
     return atoms
 
 
@@ -207,6 +239,13 @@ def load(name: str) -> Tuple[list, list, list]:
         train = [_label_lode(a) for f in sorted(folder.glob("train-id*.xyz")) for a in ase.io.read(f, ":")]
         test = [_label_lode(a) for f in sorted(folder.glob("test-id*.xyz")) for a in ase.io.read(f, ":")]
         return train, test, []
+    if spec.source == "spice":
+        folder = SHARED / "spice_dipeptides"
+        if not folder.exists():
+            raise SystemExit(f"{folder} is not on this machine (see ../shared/datasets/README.md)")
+        frames = {part: [_label_spice(a) for a in ase.io.read(folder / f"spice-dipep-dipolar_{part}.xyz", ":")]
+                  for part in ("train", "val", "test")}
+        return frames["train"] + frames["val"], frames["test"], []
     raise ValueError(f"unknown source {spec.source!r}")
 
 
@@ -240,8 +279,14 @@ def available(model: Model) -> bool:
 
 
 def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str, extra: Sequence[str] = (),
-          memory_gb: float = 16.0, timeout: float = 6 * 3600) -> Run:
-    """Train ``model`` by its stock command line; a run that exceeds ``memory_gb`` is reported as out of memory."""
+          memory_gb: float = 16.0, timeout: float = 6 * 3600, reuse: bool = True) -> Run:
+    """Train ``model`` by its stock command line; a run that exceeds ``memory_gb`` is reported as out of memory.
+
+    With ``reuse``, a model this function already trained in ``folder`` by the same command and code
+    (:func:`code_version`) on a training file of the same content is returned as it is (``run.json`` records
+    all three), so that a benchmark can be extended (more models, an ablation) without training again what
+    it has.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     les = folder / "les.yaml"
     les.write_text(LES_ARGUMENTS)
@@ -250,6 +295,17 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
     command = [script, *[str(les) if a == "{les}" else a for a in model.command[1:]], *BACKBONE, "--name", name,
                "--work_dir", str(folder), "--train_file", str(train_file), "--max_num_epochs", str(epochs),
                "--device", device, *extra]
+    stamp = {"command": command, "train_sha256": hashlib.sha256(Path(train_file).read_bytes()).hexdigest(),
+             "code": code_version(model)}
+    record = folder / "run.json"
+    if reuse and record.exists():
+        saved = json.loads(record.read_text())
+        status = saved.get("status", "ok")
+        trained = (folder / f"{name}.model").exists()
+        if all(saved.get(key) == value for key, value in stamp.items()) and (trained or status != "ok"):
+            path = str(folder / f"{name}.model") if status == "ok" else None
+            return Run(model.name, path, saved["wall_s"], saved["epochs_run"], status)
+    record.unlink(missing_ok=True)
 
     def limit_memory():
         size = int(memory_gb * 1024**3)
@@ -267,10 +323,25 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
     (folder / f"{name}.log").write_text(log)
     epochs_run = sum(1 for line in log.splitlines() if "INFO: Epoch" in line)
     if result.returncode != 0 or not (folder / f"{name}.model").exists():
-        memory = "MemoryError" in log or "out of memory" in log.lower() or "std::bad_alloc" in log
+        memory = any(sign in log.lower() for sign in ("memoryerror", "out of memory", "bad_alloc", "allocate memory"))
         status = f"out of memory (> {memory_gb:.0f} GB)" if memory else f"failed: {log.strip().splitlines()[-1][:200]}"
+        if memory:  # as reproducible as a success: not tried again on the next run
+            record.write_text(json.dumps({**stamp, "wall_s": wall, "epochs_run": epochs_run, "status": status}))
         return Run(model.name, None, wall, epochs_run, status)
+    record.write_text(json.dumps({**stamp, "wall_s": wall, "epochs_run": epochs_run}, indent=1))
     return Run(model.name, str(folder / f"{name}.model"), wall, epochs_run)
+
+
+def code_version(model: Model) -> str:
+    """What a model's training depends on besides its command: mace-qeq's sources, or mace-torch's version."""
+    if model.command[0].startswith("mace_qeq"):
+        digest = hashlib.sha256()
+        for path in sorted((ROOT / "mace_qeq").rglob("*.py")):
+            digest.update(path.read_bytes())
+        return f"mace-qeq sources {digest.hexdigest()}"
+    from importlib.metadata import version
+
+    return f"mace-torch {version('mace-torch')}"
 
 
 def evaluate(run: Run, test: Sequence, device: str = "cpu"):

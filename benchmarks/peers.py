@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py --set ag3_same_geometry                  # the issue's budget (CPU: ~30 min)
     python benchmarks/peers.py --set all --quick                        # every set, smaller budget (CPU)
+    python benchmarks/peers.py --set ag3_same_geometry --ablation       # also MACEQEq without each default
     python benchmarks/peers.py --set ag3_same_geometry --learning-curve 50 100 200 500 1000
     python benchmarks/peers.py --train my.xyz --test my_test.xyz --name mine --epochs 100   # your data
     python benchmarks/peers.py --train ag3_train.xyz --test ag3_test.xyz --name ag3   # a 4G-HDNNP DFT set
@@ -13,14 +14,19 @@ stock command line with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å),
 batch, learning rate, seed and number of epochs, on the same structures, and
 evaluated by MACE's stock ``MACECalculator`` on the same held-out structures
 (whole MD trajectories, see ``peer_models.split``). Writes
-``results/peers_<set>.{json,md}``, ``peers_<set>_parity.png`` and, with
-``--learning-curve``, ``peers_<set>_learning_curve.png`` (MACEQEq against
-MACE + embedding). A run that fails (e.g. out of memory) is reported as such.
+``results/peers_<set>.{json,md}`` and ``peers_<set>_parity.png``. A run that
+fails (e.g. out of memory) is reported as such. Models already trained by the
+same command on the same data are reused (``--retrain`` trains them again), so
+``--ablation`` adds rows to a set's table without retraining the rest.
 
 Transfer: a set with groups training never has (``nacl_transfer``: trained on
 Na/Cl clusters at Q = 0, ±1 of 7–8 atoms; tested also on Q = ±2 and on
 27-atom clusters) gets a second table, the energy and force errors of each
 model on each unseen group next to its in-distribution errors.
+
+``--learning-curve N …`` trains MACEQEq and MACE + embedding (or ``--models``)
+on N structures of the pool instead, with the set's epochs, and writes
+``results/peers_<set>_learning_curve.{json,md,png}``.
 
 ``--quick`` trains on 250 structures for a third of the epochs and leaves out
 PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
@@ -47,6 +53,8 @@ def run_set(name: str, args, models, budget) -> dict:
     train_size, epochs = budget(spec, len(pool))
     folder = args.work_dir / name
     folder.mkdir(parents=True, exist_ok=True)
+    if args.learning_curve:
+        return learning_curve(name, spec, pool, test, folder, epochs, models, args)
     train_file = folder / f"train_{train_size}.xyz"
     ase.io.write(train_file, pm.subset(pool, train_size))
     print(f"== {name}: {spec.description}; {train_size} training, {len(test)} test structures, {epochs} epochs",
@@ -54,7 +62,7 @@ def run_set(name: str, args, models, budget) -> dict:
     runs, errors, predictions = {}, {}, {}
     for model in models:
         run = pm.train(model, train_file, folder / model.name.replace("+", "_"), epochs, args.device,
-                       memory_gb=args.memory_gb)
+                       memory_gb=args.memory_gb, reuse=not args.retrain)
         runs[model.name] = run.__dict__
         prediction = pm.evaluate(run, test, args.device)
         if prediction is not None:
@@ -65,48 +73,70 @@ def run_set(name: str, args, models, budget) -> dict:
             errors[model.name].update({f"unseen {k}": v for k, v in pm.errors_by_type(transfer).items()
                                        if k != "all"})
         summary = errors.get(model.name, {}).get("all", {})
-        print(f"  {model.name:16s} {run.status:12s} {run.wall_s:7.0f} s  E {pm.fmt(summary.get('energy_mev_per_atom'), 2)}"
-              f" meV/atom  F {pm.fmt(summary.get('forces_mev_per_a'))} meV/Å  Q {pm.fmt(summary.get('charges_me'))} me",
-              flush=True)
+        print(f"  {model.name:24s} {run.status:12s} {run.wall_s:7.0f} s  E "
+              f"{pm.fmt(summary.get('energy_mev_per_atom'), 2)} meV/atom  F {pm.fmt(summary.get('forces_mev_per_a'))}"
+              f" meV/Å  Q {pm.fmt(summary.get('charges_me'))} me", flush=True)
     result = {"set": name, "description": spec.description, "train_structures": train_size,
               "test_structures": len(test), "epochs": epochs, "hardware": pm.hardware(args.device),
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors}
-    if args.learning_curve:
-        result["learning_curve"] = learning_curve(name, pool, test, folder, epochs, args)
     write(name, result, predictions, args)
     return result
 
 
-def learning_curve(name, pool, test, folder, epochs, args) -> dict:
+def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict:
+    """Test errors of each model trained on each number of structures (the same subsets for every model)."""
+    print(f"== {name}: learning curve, {args.learning_curve} training structures, {len(test)} test, {epochs} epochs",
+          flush=True)
     curve = {}
-    for model_name in ("MACEQEq", "MACE+embedding"):
-        model = pm.MODELS[model_name]
-        curve[model_name] = []
+    for model in models:
+        curve[model.name] = []
         for count in args.learning_curve:
             train_file = folder / f"train_{count}.xyz"
             ase.io.write(train_file, pm.subset(pool, count))
-            run = pm.train(model, train_file, folder / f"curve_{model_name.replace('+', '_')}_{count}", epochs,
-                           args.device, memory_gb=args.memory_gb)
+            run = pm.train(model, train_file, folder / f"curve_{model.name.replace('+', '_')}_{count}", epochs,
+                           args.device, memory_gb=args.memory_gb, reuse=not args.retrain)
             prediction = pm.evaluate(run, test, args.device)
             point = {"train_structures": count, "wall_s": run.wall_s, "status": run.status}
             if prediction is not None:
                 point.update(pm.errors_by_type(prediction)["all"])
-            curve[model_name].append(point)
-            print(f"  curve {model_name:16s} {count:5d}: E {pm.fmt(point.get('energy_mev_per_atom'), 2)} "
+            curve[model.name].append(point)
+            print(f"  curve {model.name:16s} {count:5d}: E {pm.fmt(point.get('energy_mev_per_atom'), 2)} "
                   f"F {pm.fmt(point.get('forces_mev_per_a'))}", flush=True)
-    return curve
+    result = {"set": name, "description": spec.description, "test_structures": len(test), "epochs": epochs,
+              "hardware": pm.hardware(args.device), "curve": curve}
+    write_learning_curve(name, result, args)
+    return result
+
+
+def write_learning_curve(name, result, args):
+    from mace_qeq.analysis import learning_curve_plot
+
+    stem = args.output / f"peers_{name}_learning_curve"
+    pm.write_json(stem.with_suffix(".json"), result)
+    learning_curve_plot(result["curve"], stem.with_suffix(".png"),
+                        title=f"{name}: test error vs training structures")
+    curve = result["curve"]
+    lines = [f"# Learning curve on {name}", "", f"{result['description']}.", "",
+             f"{result['test_structures']} test structures (held-out MD trajectories), {result['epochs']} epochs, "
+             f"the peer benchmark's backbone and settings; every model by its stock CLI, evaluated by the stock "
+             f"MACECalculator. Hardware: {result['hardware']}. Command: `{args.command}`", "",
+             "Test E RMSE meV/atom / F RMSE meV/Å:", "",
+             "| training structures | " + " | ".join(curve) + " |", "|---:|" + "---:|" * len(curve)]
+    for k, point in enumerate(next(iter(curve.values()))):
+        cells = [f"{pm.fmt(c[k].get('energy_mev_per_atom'), 2)} / {pm.fmt(c[k].get('forces_mev_per_a'))}"
+                 for c in curve.values()]
+        lines.append(f"| {point['train_structures']} | " + " | ".join(cells) + " |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
 
 
 def write(name, result, predictions, args):
-    from mace_qeq.analysis import learning_curve_plot, parity_plots
+    from mace_qeq.analysis import parity_plots
 
     output = args.output
     pm.write_json(output / f"peers_{name}.json", result)
     for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
         path.replace(output / f"peers_{name}_parity.png")
-    if "learning_curve" in result:
-        learning_curve_plot(result["learning_curve"], output / f"peers_{name}_learning_curve.png",
-                            title=f"{name}: test error vs training structures")
     lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
              f"{result['train_structures']} training and {result['test_structures']} test structures (held-out MD "
              f"trajectories), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, batch 16, "
@@ -141,14 +171,6 @@ def write(name, result, predictions, args):
             cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[t]['forces_mev_per_a'])}"
                      if t in errors else "—" for t in types]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    if "learning_curve" in result:
-        curve = result["learning_curve"]
-        lines += ["", "Learning curve, test E meV/atom / F meV/Å:", "",
-                  "| training structures | " + " | ".join(curve) + " |", "|---:|" + "---:|" * len(curve)]
-        for k, point in enumerate(next(iter(curve.values()))):
-            cells = [f"{pm.fmt(c[k].get('energy_mev_per_atom'), 2)} / {pm.fmt(c[k].get('forces_mev_per_a'))}"
-                     for c in curve.values()]
-            lines.append(f"| {point['train_structures']} | " + " | ".join(cells) + " |")
     (output / f"peers_{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
@@ -159,12 +181,17 @@ def main():
     parser.add_argument("--train", type=Path, help="your training file (with --test and --name)")
     parser.add_argument("--test", type=Path)
     parser.add_argument("--name", default="custom")
-    parser.add_argument("--models", nargs="+", default=None, help=f"from {list(pm.MODELS)} (default: all)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help=f"from {list(pm.MODELS)} (default: every peer and MACEQEq)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_TRAIN} structures, a third of the epochs, "
                                                              "no PolarMACE")
     parser.add_argument("--epochs", type=int, help="override the set's epochs")
     parser.add_argument("--train-size", type=int, help="override the set's training structures")
-    parser.add_argument("--learning-curve", type=int, nargs="*", default=[])
+    parser.add_argument("--learning-curve", type=int, nargs="*", default=[],
+                        help="training-set sizes: the learning curve of MACEQEq and MACE + embedding instead")
+    parser.add_argument("--retrain", action="store_true", help="train again models already trained alike")
+    parser.add_argument("--ablation", action="store_true",
+                        help=f"also MACEQEq with each default switched off: {', '.join(pm.ABLATIONS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-gb", type=float, default=16.0, help="a CPU run above this is out of memory")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "peers")
@@ -178,7 +205,10 @@ def main():
     for name in names:
         if args.train is None and name not in pm.SETS:
             parser.error(f"unknown set {name!r}; choose from {list(pm.SETS)}")
-    chosen = args.models or [m for m in pm.MODELS if not (args.quick and m == "PolarMACE")]
+    peers = [m for m in pm.MODELS if m not in pm.ABLATIONS and not (args.quick and m == "PolarMACE")]
+    if args.learning_curve:
+        peers = ["MACEQEq", "MACE+embedding"]
+    chosen = args.models or peers + (list(pm.ABLATIONS) if args.ablation else [])
     models = []
     for name in chosen:
         if name not in pm.MODELS:

@@ -16,6 +16,7 @@ replaces exactly these look-ups, each where mace reads it at call time:
 | head removal | ``mace.tools.scripts_utils.remove_pt_head`` (and ``mace.cli.select_head``'s copy) | the χ/J readout keeps every head and does not load |
 | metrics | ``mace.tools.train.MACELoss``, ``valid_err_log``, ``mace.cli.run_train.create_error_table`` | no charge or dipole errors in the logs and tables |
 | processes | ``mace.cli.run_train.init_distributed``, ``mace.cli.run_train.DDP`` | ``--distributed`` on CPU opens no process group and DDP refuses the CPU model |
+| offsets | ``mace.tools.train`` (the function ``run_train`` calls) | no refit of the energy offsets after training (see ``offset_refit``) |
 
 ``patches/mace-torch-0.3.16-plugin-registry.patch`` proposes the registry
 upstream that would make this module unnecessary.
@@ -23,7 +24,7 @@ upstream that would make this module unnecessary.
 
 import importlib
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, NamedTuple
 
 import mace.cli.run_train as run_train
 import mace.cli.select_head as select_head
@@ -41,9 +42,11 @@ from .distributed import distributed_data_parallel, open_cpu_process_group
 from .element_fit import ElementBaseline, fit_element_baseline, log_baseline, sample_training_set
 from .loss import WeightedEnergyForcesChargesDipoleLoss
 from .metrics import QEqMetrics
+from .offset_refit import log_refit, refit_energy_offsets
 
 # mace.tools re-exports a *function* named ``train`` that shadows the module.
 mace_train = importlib.import_module("mace.tools.train")
+mace_tools = importlib.import_module("mace.tools")
 
 MODEL_NAME = "MACEQEq"
 LOSS_NAME = "qeq"
@@ -120,6 +123,9 @@ def configure_model(args, train_loader, atomic_energies, model_foundation=None, 
     model = to_maceqeq(backbone, options)
     if fit is not None:
         model.qeq_readout.set_element_values(fit.electronegativity, fit.hardness)
+    if getattr(args, "qeq_refit_offsets", True):
+        _offset_refits[id(model)] = OffsetRefitPlan(fitted_e0_heads(args, heads, head_configs),
+                                                    _pt_head_index(heads), args.batch_size, args.seed)
     if _user_loss(args) == LOSS_NAME:
         output_args["stress"] = bool(args.compute_stress)
         output_args["dipoles"] = True
@@ -127,14 +133,23 @@ def configure_model(args, train_loader, atomic_energies, model_foundation=None, 
     return model, output_args
 
 
-def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_configs, options) -> ElementBaseline:
-    """χ_Z, J_Z and (for heads with ``--E0s average``) E0_Z fitted to the training set (see ``element_fit``)."""
+def fitted_e0_heads(args, heads, head_configs) -> List[bool]:
+    """For each head: are its E0s fitted to the training data (``--E0s average``), so that the plugin may
+    fit them too? E0s a user gave (isolated atoms, a dict, a foundation model's) stay as they are."""
     heads = list(heads or ["Default"])
     settings = [getattr(c, "E0s", None) for c in head_configs] if head_configs else [args.E0s] * len(heads)
-    free = [isinstance(e, str) and e.lower() == "average" for e in settings] + [False] * len(heads)
+    return ([isinstance(e, str) and e.lower() == "average" for e in settings] + [False] * len(heads))[: len(heads)]
+
+
+def _pt_head_index(heads) -> List[int]:
+    return [list(heads).index("pt_head")] if heads and "pt_head" in heads else []
+
+
+def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_configs, options) -> ElementBaseline:
+    """χ_Z, J_Z and (for heads with ``--E0s average``) E0_Z fitted to the training set (see ``element_fit``)."""
     energies = torch.as_tensor(np.atleast_2d(np.asarray(atomic_energies, dtype=float)))
-    skip_heads = [heads.index("pt_head")] if "pt_head" in heads else []
-    sample = sample_training_set(train_loader.dataset, skip_heads=skip_heads, seed=args.seed)
+    free = fitted_e0_heads(args, heads, head_configs)
+    sample = sample_training_set(train_loader.dataset, skip_heads=_pt_head_index(heads), seed=args.seed)
     charges_weight = args.charges_weight / args.energy_weight if _user_loss(args) == LOSS_NAME and \
         args.energy_weight > 0 else 0.0
     fit = fit_element_baseline(sample, element_widths(options["qeq_sigma"], z_table.zs), energies,
@@ -292,6 +307,46 @@ def create_error_table(table_type, all_data_loaders, model, loss_fn, output_args
     return table
 
 
+# ---------------------------------------------------------------- offsets after training
+
+
+class OffsetRefitPlan(NamedTuple):
+    """What the refit after training needs of the command line (see ``offset_refit``)."""
+
+    free_heads: List[bool]  # heads whose E0s may be refitted
+    skip_heads: List[int]  # heads left alone (a foundation model's replay head)
+    batch_size: int
+    seed: int
+
+
+#: Refits to do after training, by id of the model configure_model built (run_train trains one model).
+_offset_refits: Dict[int, OffsetRefitPlan] = {}
+
+
+def train(*args, **kwargs):
+    """mace's training loop, then, for a MACEQEq, the refit of its energy offsets in the checkpoints that
+    run_train loads next (the best Stage One model and, with SWA, the best Stage Two model)."""
+    _original["train"](*args, **kwargs)
+    model = kwargs["model"]
+    plan = _offset_refits.pop(id(model), None)
+    if plan is None or not isinstance(model, MACEQEq):
+        return
+    handler = kwargs["checkpoint_handler"]
+    state = mace_tools.CheckpointState(model, kwargs["optimizer"], kwargs["lr_scheduler"])
+    stages = [False] + ([True] if kwargs.get("swa") is not None else [])
+    for swa in stages:
+        epoch = handler.load_latest(state=state, swa=swa, device=kwargs["device"])
+        if epoch is None:
+            continue
+        refit = refit_energy_offsets(model, kwargs["train_loader"].dataset, plan.free_heads, plan.batch_size,
+                                     kwargs["device"], skip_heads=plan.skip_heads, seed=plan.seed)
+        log_refit(refit)
+        if refit is not None and kwargs.get("rank", 0) == 0:
+            handler.save(state=state, epochs=epoch, keep_last=True)
+    if kwargs.get("distributed", False):
+        torch.distributed.barrier()  # every rank loads the refitted checkpoint next
+
+
 # ---------------------------------------------------------------- several processes
 
 
@@ -322,6 +377,7 @@ def register() -> None:
         (mace_train, "valid_err_log", valid_err_log),
         (run_train, "init_distributed", init_distributed),
         (run_train, "DDP", distributed_data_parallel),
+        (mace_tools, "train", train),
     ]
     for module, name, replacement in replacements:
         current = getattr(module, name)

@@ -65,6 +65,19 @@ def test_training_writes_model_compiled_model_and_checkpoints(trained):
     assert "RMSE_Q=" in log and "RMSE Q / me" in log
 
 
+def test_energy_offsets_are_refitted_and_given_e0s_kept(trained, data):
+    """After training the χ shift (c·Q) is refitted into the checkpoint the model is saved from; the
+    isolated-atom E0s the user gave stay."""
+    folder, log = trained
+    assert "MACEQEq energy offsets refitted" in log
+    assert log.index("MACEQEq energy offsets refitted") < log.index("Saving model to")
+    model = torch.load(folder / "tiny.model", weights_only=False)
+    isolated = {int(a.numbers[0]): a.info["REF_energy"] for a in ase.io.read(data / "train.xyz", ":")
+                if a.info.get("config_type") == "IsolatedAtom"}
+    expected = [isolated[int(z)] for z in model.atomic_numbers]
+    np.testing.assert_allclose(model.atomic_energies_fn.atomic_energies.flatten().tolist(), expected, atol=1e-12)
+
+
 def test_models_load_in_both_calculators(trained):
     from mace.calculators import MACECalculator
 
