@@ -1,0 +1,26 @@
+"""The throughput benchmark times the whole training loop, not only the epochs that report."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from training_throughput import epoch_seconds  # noqa: E402
+
+LOG = """2026-11-30 08:19:58.347 INFO: Started training, reporting errors on validation set
+2026-11-30 08:19:59.052 INFO: Initial: head: Default, loss=81.2, RMSE_E_per_atom=   29.57 meV
+2026-11-30 08:21:07.142 INFO: Epoch 0: head: Default, loss=68.3, RMSE_E_per_atom=   32.70 meV
+2026-11-30 08:24:20.660 INFO: Training complete
+2026-11-30 08:24:20.662 INFO: Loading checkpoint: epoch-0.pt
+"""
+
+
+def test_epochs_without_a_report_are_timed():
+    # five epochs, a report after the first only (--eval_interval 5): the time to "Training complete" counts
+    assert epoch_seconds(LOG, 5) == pytest.approx((4 * 60 + 22.313) / 5)
+
+
+def test_an_unfinished_training_is_an_error():
+    with pytest.raises(RuntimeError, match="no complete training"):
+        epoch_seconds(LOG.replace("Training complete", "Epoch 4"), 5)
