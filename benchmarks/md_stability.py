@@ -1,7 +1,8 @@
 """Energy conservation (NVE) and stability (Langevin, 600 K) of molecular dynamics with MACEQEq.
 
-    python benchmarks/md_stability.py                 # CPU, ~1 h: both parts
-    python benchmarks/md_stability.py --part nve --steps 2000
+    python benchmarks/md_stability.py                 # CPU, hours: both parts
+    python benchmarks/md_stability.py --part langevin --langevin-steps 5000           # CPU, ~20 min
+    python benchmarks/md_stability.py --part nve --quick --steps 500 --epochs 18      # CPU, ~25 min
 
 NVE (velocity Verlet, 1 fs, from 300 K): total-energy drift (meV/atom/ns, the
 slope of a linear fit) and fluctuation for a periodic NaCl cell (64 atoms,
@@ -37,6 +38,9 @@ NVE_CASES = {
 #: (dtype, method, tolerance in e): the dense solve, and the iterative one at several tolerances.
 SOLVERS = [("float64", "dense", None), ("float64", "iterative", 1e-4), ("float64", "iterative", 1e-6),
            ("float64", "iterative", 1e-8), ("float32", "dense", None), ("float32", "iterative", 1e-5)]
+#: ``--quick``: the dense solve in both precisions and the iterative one at a loose and a tight tolerance.
+QUICK_SOLVERS = [("float64", "dense", None), ("float64", "iterative", 1e-4), ("float64", "iterative", 1e-6),
+                 ("float32", "dense", None)]
 
 
 def md_model(work: Path, device: str, epochs: int) -> Path:
@@ -159,6 +163,7 @@ def main():
     parser.add_argument("--steps", type=int, default=5000, help="NVE steps (1 fs)")
     parser.add_argument("--langevin-steps", type=int, default=20000, help="Langevin steps (1 fs): 20 ps")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs of the NVE model")
+    parser.add_argument("--quick", action="store_true", help="NVE with four solver settings, not six")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "md")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
@@ -171,7 +176,7 @@ def main():
         model = md_model(args.work_dir, args.device, args.epochs)
         nve = []
         for label, (kind, charge) in NVE_CASES.items():
-            for dtype, method, tolerance in SOLVERS:
+            for dtype, method, tolerance in QUICK_SOLVERS if args.quick else SOLVERS:
                 if kind == "cluster" and method == "iterative" and tolerance in (1e-4, 1e-8):
                     continue  # the cluster: dense and one iterative tolerance are enough
                 row = run_nve(model, kind, charge, dtype, method, tolerance, args.steps, args.device)
@@ -182,7 +187,7 @@ def main():
                       f"{row['fluctuation_mev_per_atom']:.3f} meV/atom, {row['ms_per_step']:.0f} ms/step", flush=True)
         result["nve"] = {"rows": nve, "steps": args.steps, "model": str(model),
                          "command": f"python benchmarks/md_stability.py --part nve --steps {args.steps} "
-                                    f"--epochs {args.epochs}"}
+                                    f"--epochs {args.epochs}" + (" --quick" if args.quick else "")}
     if args.part in ("langevin", "both"):
         demo = args.work_dir / "demo" / "maceqeq_demo.model"
         if not demo.exists():
