@@ -3,7 +3,8 @@
     python benchmarks/training_throughput.py                  # CPU, ~25 min
     python benchmarks/training_throughput.py --device cuda    # on a GPU
 
-Writes results/training_throughput.{json,md} (``_cuda`` on a GPU). Each model is trained by its stock command line (``mace_run_train --model MACE``,
+Writes results/training_throughput.{json,md} (``_cuda`` on a GPU). Each model
+is trained by its stock command line (``mace_run_train --model MACE``,
 ``mace_qeq_run_train``, charge loss included where the data has reference
 charges) on small clusters (Ag3±, 3 atoms; C10H2/C10H3⁺, 12–13 atoms;
 Na8/9Cl8⁺, 16–17 atoms; GFN2-xTB) and on ~160-atom periodic NaCl(aq) cells
