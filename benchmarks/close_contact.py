@@ -27,6 +27,7 @@ import ase.io
 import numpy as np
 import peer_models as pm
 import torch
+from harness import save_loglog_figure
 
 MAX_CHARGE = 2.5  # e
 MIN_REPULSION = 5.0  # eV
@@ -166,11 +167,7 @@ def plot(rows, path: Path) -> None:
         axes[0, k].set(title=label, xscale="log", yscale="symlog", ylabel="E − E_min (eV)")
         axes[1, k].set(xscale="log", yscale="log", xlabel="distance (Å)", ylabel="max |q| (e)")
         axes[1, k].axhline(MAX_CHARGE, color="k", ls="--", lw=0.8)
-        for ax in axes[:, k]:
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_loglog_figure(fig, axes.ravel(), path)
     plt.close(fig)
 
 
