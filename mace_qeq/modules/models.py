@@ -44,11 +44,17 @@ QEQ_OPTIONS: Dict[str, Any] = {
     "qeq_charge_range": 1.0,
     "qeq_minimum_hardness": 1.0,
     "qeq_energy_floor": 5.0,
+    "qeq_universal_repulsion": True,
 }
 
 #: What models saved by mace-qeq 0.1.0 did, for the options they did not store.
 LEGACY_OPTIONS: Dict[str, Any] = {"qeq_charge_range": 0.0, "qeq_minimum_hardness": 0.1,
-                                  "qeq_energy_floor": None}
+                                  "qeq_energy_floor": None, "qeq_universal_repulsion": False}
+
+#: The ZBL universal screening length a = 0.8854 a₀ / (Z₁^0.23 + Z₂^0.23) (Ziegler, Biersack & Littmark
+#: 1985), as (prefactor of a₀ = 0.529 Å, exponent) of mace's ZBLBasis, whose own defaults (0.4543, 0.300)
+#: give a screening length 2-3x shorter and a wall 20-40x weaker at 1-2 Å (Na-Na at 1.3 Å: 0.5 eV for 13 eV).
+UNIVERSAL_SCREENING = (0.8854, 0.23)
 
 
 @compile_mode("script")
@@ -71,6 +77,9 @@ class MACEQEq(ScaleShiftMACE):
         qeq_minimum_hardness: J_min > 0 (eV/e²), lower bound of the hardness.
         qeq_energy_floor: margin Δ (eV) of the lower bound on each atom's learned
             short-range energy below its training minimum (None or 0: no bound).
+        qeq_universal_repulsion: with ``pair_repulsion``, the ZBL repulsion uses
+            the universal screening length and is added in eV, not multiplied by
+            MACE's energy scale (False: mace's ZBL, as models of mace-qeq ≤ 0.2).
 
     Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
     """
@@ -86,6 +95,7 @@ class MACEQEq(ScaleShiftMACE):
         qeq_charge_range: float = 1.0,
         qeq_minimum_hardness: float = 1.0,
         qeq_energy_floor: Optional[float] = 5.0,
+        qeq_universal_repulsion: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -114,6 +124,10 @@ class MACEQEq(ScaleShiftMACE):
         self.qeq_charge_range = qeq_charge_range
         self.qeq_minimum_hardness = qeq_minimum_hardness
         self.qeq_energy_floor = qeq_energy_floor if qeq_energy_floor else None
+        self.qeq_universal_repulsion = qeq_universal_repulsion
+        if qeq_universal_repulsion and hasattr(self, "pair_repulsion_fn"):
+            self.pair_repulsion_fn.a_prefactor.fill_(UNIVERSAL_SCREENING[0])
+            self.pair_repulsion_fn.a_exp.fill_(UNIVERSAL_SCREENING[1])
 
         mlp_irreps = o3.Irreps(kwargs.get("MLP_irreps", "16x0e"))
         self.qeq_readout = ElectronegativityHardnessReadout(
@@ -151,6 +165,7 @@ class MACEQEq(ScaleShiftMACE):
             "qeq_charge_range": self.qeq_charge_range,
             "qeq_minimum_hardness": self.qeq_minimum_hardness,
             "qeq_energy_floor": self.qeq_energy_floor,
+            "qeq_universal_repulsion": self.qeq_universal_repulsion,
         }
 
     def forward(
@@ -279,12 +294,13 @@ class MACEQEq(ScaleShiftMACE):
             node_es_list.append(readout(node_feats_list[feat_idx], node_heads)[num_atoms_arange, node_heads])
 
         node_feats_out = torch.cat(node_feats_list, dim=-1)
-        if hasattr(self, "energy_floor"):  # the learned part bounded below; ZBL scaled as mace scales it
-            learned = self.scale_shift(torch.sum(torch.stack(node_es_list[1:], dim=0), dim=0), node_heads)
-            repulsion = torch.atleast_1d(self.scale_shift.scale)[node_heads] * pair_node_energy
-            node_inter_es = self.energy_floor(learned, node_attrs, node_heads, training) + repulsion
-        else:
-            node_inter_es = self.scale_shift(torch.sum(torch.stack(node_es_list, dim=0), dim=0), node_heads)
+        learned = self.scale_shift(torch.sum(torch.stack(node_es_list[1:], dim=0), dim=0), node_heads)
+        if hasattr(self, "energy_floor"):  # the learned part bounded below
+            learned = self.energy_floor(learned, node_attrs, node_heads, training)
+        if self.qeq_universal_repulsion:
+            node_inter_es = learned + pair_node_energy
+        else:  # ZBL scaled as mace scales it
+            node_inter_es = learned + torch.atleast_1d(self.scale_shift.scale)[node_heads] * pair_node_energy
         not_stationary = self.charge_feedback or self.charge_equilibration.coulomb_only
         if solver is not None and torch.is_grad_enabled() and not_stationary:
             # Iterative charges are constants: add their response (see response_energy), so that forces and

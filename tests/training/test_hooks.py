@@ -77,11 +77,14 @@ def test_config_round_trip():
 
 
 def test_backbone_weights_carry_over():
-    plain = ScaleShiftMACE(**backbone_config())
+    """Every weight of the backbone is kept; its ZBL (mace's screening) gets the universal screening length."""
+    plain = ScaleShiftMACE(**backbone_config(), pair_repulsion=True)
     model = to_maceqeq(plain, {"qeq_sigma": {11: 0.9}, "qeq_learnable_sigma": False, "qeq_hardness": "element",
                                "qeq_energy": "qeq", "qeq_charge_feedback": False, "qeq_accuracy": 1e-8})
     for name, value in plain.state_dict().items():
-        torch.testing.assert_close(model.state_dict()[name], value)
+        if not name.startswith("pair_repulsion_fn.a_"):
+            torch.testing.assert_close(model.state_dict()[name], value)
+    assert (float(model.pair_repulsion_fn.a_prefactor), float(model.pair_repulsion_fn.a_exp)) == (0.8854, 0.23)
     assert model.qeq_sigma[0] == 0.9  # Na as given, Cl its covalent radius
     assert model.qeq_sigma[1] == pytest.approx(1.02)
 
