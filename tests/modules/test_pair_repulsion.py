@@ -4,12 +4,13 @@ import ase
 import numpy as np
 import pytest
 import torch
+from e3nn.util import jit
 from mace.modules.radial import PolynomialCutoff
 
 from mace_qeq.calculators.lammps_external import open_lammps
 from mace_qeq.modules import MACEQEq
 
-from ..mace_helpers import backbone_config, to_batch
+from ..mace_helpers import backbone_config, nacl_cell, to_batch
 
 torch.set_default_dtype(torch.float64)
 DISTANCES = np.array([0.3, 0.6, 1.0, 1.3, 1.7, 2.0])  # Å
@@ -84,3 +85,18 @@ def test_sodium_pair_wall_at_md_distances():
     legacy = MACEQEq(**config, qeq_universal_repulsion=False)
     assert repulsion(universal, 11, 11, [1.3])[0] > 10.0
     assert repulsion(legacy, 11, 11, [1.3])[0] < 1.0
+
+
+def test_compiled_model_has_the_same_repulsion():
+    """The TorchScript model (MACE's compile at the end of training, the LAMMPS export) gives the eager
+    energy, forces and stress with the universal ZBL, here with a Na-Na pair at 1.3 Å in a periodic cell."""
+    torch.manual_seed(0)
+    model = MACEQEq(**backbone_config() | {"pair_repulsion": True, "atomic_inter_scale": [0.5]})
+    atoms = nacl_cell()
+    sodium = [i for i, z in enumerate(atoms.numbers) if z == 11][:2]
+    atoms.positions[sodium[1]] = atoms.positions[sodium[0]] + [1.3, 0.0, 0.0]
+    batch = to_batch([atoms], [1.0])
+    eager = model(dict(batch), compute_stress=True)
+    compiled = jit.compile(model)(dict(batch), compute_stress=True)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-10, atol=1e-10)
