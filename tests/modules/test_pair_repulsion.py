@@ -1,9 +1,10 @@
 """MACEQEq's ZBL repulsion against LAMMPS's ``pair_style zbl`` (the universal ZBL potential), in eV."""
 
-import ase
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
+from ase.data import covalent_radii
 from e3nn.util import jit
 from mace.modules.radial import PolynomialCutoff
 
@@ -47,7 +48,7 @@ def repulsion(model, z1: int, z2: int, distances) -> np.ndarray:
     """The model's pair energy of a Z1-Z2 dimer (eV): its energy minus that with the ZBL term removed."""
     energies = []
     for r in distances:
-        dimer = ase.Atoms(numbers=[z1, z2], positions=[[0, 0, 0], [r, 0, 0]])
+        dimer = Atoms(numbers=[z1, z2], positions=[[0, 0, 0], [r, 0, 0]])
         data = to_batch([dimer], [0.0])
         with_zbl = model(data, compute_force=False)["energy"]
         zbl, model.pair_repulsion_fn = model.pair_repulsion_fn, ZeroPairEnergy()
@@ -70,8 +71,7 @@ def test_repulsion_is_universal_zbl_in_ev(z1, z2):
     not multiplied by the model's energy scale (0.5 here), with mace's polynomial envelope (p = 5 here)."""
     config = backbone_config() | {"pair_repulsion": True, "atomic_inter_scale": [0.5]}
     model = MACEQEq(**config, qeq_energy_floor=None)
-    covalent = ase.data.covalent_radii
-    cutoff = covalent[z1] + covalent[z2]
+    cutoff = covalent_radii[z1] + covalent_radii[z2]
     envelope = PolynomialCutoff.calculate_envelope(torch.tensor(DISTANCES), cutoff, config["num_polynomial_cutoff"])
     expected = lammps_zbl(z1, z2, DISTANCES) * envelope.numpy()
     np.testing.assert_allclose(repulsion(model, z1, z2, DISTANCES), expected, rtol=2e-3)  # mace rounds ZBL's φ
