@@ -74,8 +74,9 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                        help="bound each atom's learned short-range energy at this margin (eV) below the lowest "
                             "value it takes in training (0: no bound)")
     group.add_argument("--qeq_universal_repulsion", type=str2bool, default=True,
-                       help="with --pair_repulsion: ZBL with the universal screening length, in eV (False: "
-                            "mace's ZBL, scaled like the learned energy)")
+                       help="with --pair_repulsion: ZBL with the universal screening length, zero beyond 0.75 of "
+                            "the covalent-radius sum (no bond feels it), in eV (False: mace's ZBL, scaled like the "
+                            "learned energy)")
     group.add_argument("--qeq_fit_elements", type=str2bool, default=True,
                        help="fit per-element χ, J (and 'average' E0s) to the training set before training")
     group.add_argument("--qeq_refit_offsets", type=str2bool, default=True,

@@ -32,6 +32,7 @@ from .charge_equilibration import ChargeEquilibrationBlock
 from .energy_floor import PerAtomEnergyFloor
 from .overlaps import refuse_overlapping_atoms
 from .readouts import ElectronegativityHardnessReadout, GaussianWidths
+from .repulsion import UniversalRepulsion
 
 #: The constructor options MACEQEq adds to ScaleShiftMACE's, with their defaults.
 QEQ_OPTIONS: Dict[str, Any] = {
@@ -50,11 +51,6 @@ QEQ_OPTIONS: Dict[str, Any] = {
 #: What models saved by mace-qeq 0.1.0 did, for the options they did not store.
 LEGACY_OPTIONS: Dict[str, Any] = {"qeq_charge_range": 0.0, "qeq_minimum_hardness": 0.1,
                                   "qeq_energy_floor": None, "qeq_universal_repulsion": False}
-
-#: The ZBL universal screening length a = 0.8854 a₀ / (Z₁^0.23 + Z₂^0.23) (Ziegler, Biersack & Littmark
-#: 1985), as (prefactor of a₀ = 0.529 Å, exponent) of mace's ZBLBasis, whose own defaults (0.4543, 0.300)
-#: give a screening length 2-3x shorter and a wall 20-40x weaker at 1-2 Å (Na-Na at 1.3 Å: 0.5 eV for 13 eV).
-UNIVERSAL_SCREENING = (0.8854, 0.23)
 
 
 @compile_mode("script")
@@ -77,9 +73,10 @@ class MACEQEq(ScaleShiftMACE):
         qeq_minimum_hardness: J_min > 0 (eV/e²), lower bound of the hardness.
         qeq_energy_floor: margin Δ (eV) of the lower bound on each atom's learned
             short-range energy below its training minimum (None or 0: no bound).
-        qeq_universal_repulsion: with ``pair_repulsion``, the ZBL repulsion uses
-            the universal screening length and is added in eV, not multiplied by
-            MACE's energy scale (False: mace's ZBL, as models of mace-qeq ≤ 0.2).
+        qeq_universal_repulsion: with ``pair_repulsion``, the ZBL repulsion is
+            :class:`~.repulsion.UniversalRepulsion` (universal screening, zero at
+            bonding distances), added in eV, not multiplied by MACE's energy
+            scale (False: mace's ZBL, scaled, as in models of mace-qeq ≤ 0.2).
 
     Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
     """
@@ -126,8 +123,7 @@ class MACEQEq(ScaleShiftMACE):
         self.qeq_energy_floor = qeq_energy_floor if qeq_energy_floor else None
         self.qeq_universal_repulsion = qeq_universal_repulsion
         if qeq_universal_repulsion and hasattr(self, "pair_repulsion_fn"):
-            self.pair_repulsion_fn.a_prefactor.fill_(UNIVERSAL_SCREENING[0])
-            self.pair_repulsion_fn.a_exp.fill_(UNIVERSAL_SCREENING[1])
+            self.pair_repulsion_fn = UniversalRepulsion(p=int(self.pair_repulsion_fn.p))
 
         mlp_irreps = o3.Irreps(kwargs.get("MLP_irreps", "16x0e"))
         self.qeq_readout = ElectronegativityHardnessReadout(
