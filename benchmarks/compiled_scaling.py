@@ -17,9 +17,9 @@ profiling executor optimise). Above ``dense_limit`` (500) atoms MACEQEq solves
 its charges by preconditioned conjugate gradients with smooth PME, in the
 compiled model as in the eager one; the eager MACEQEq is timed too, and its
 energy compared with the compiled one. ``--executor-off`` times both compiled
-models also inside ``torch.jit.optimized_execution(False)``: the graphs TorchScript's
-profiling executor optimises from the third call on were measured to cost
-MACEQEq twice the time they cost MACE (at 4,320 atoms). Writes
+models also inside ``torch.jit.optimized_execution(False)``, which separates the cost of the
+graphs TorchScript's profiling executor optimises (from the third call on)
+from that of the computation itself. Writes
 results/compiled_scaling.{json,md,png}.
 """
 
