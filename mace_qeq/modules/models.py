@@ -76,7 +76,7 @@ class MACEQEq(ScaleShiftMACE):
         qeq_universal_repulsion: with ``pair_repulsion``, the ZBL repulsion is
             :class:`~.repulsion.UniversalRepulsion` (universal screening, zero at
             bonding distances), added in eV, not multiplied by MACE's energy
-            scale (False: mace's ZBL, scaled, as in models of mace-qeq ≤ 0.2).
+            scale (False: mace's ZBL, scaled, as in models saved before this option).
 
     Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
     """

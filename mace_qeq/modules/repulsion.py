@@ -11,12 +11,13 @@ Littmark (1985), with MACE's polynomial envelope f (power p), half of each pair
 to each atom. mace's own ZBLBasis differs in two ways that matter in MD:
 
 * its screening length, 0.4543 a₀ / (Zᵢ^0.3 + Zⱼ^0.3), is 2–3× shorter, so its
-  wall is 20–40× weaker at 1–2 Å (Na–Na at 1.3 Å: 0.5 eV against 12 eV): a
-  demo model's Na4 core collapsed to 1.2 Å at 600 K, 21 eV below its start;
+  wall is 20–40× weaker at 1–2 Å (Na–Na at 1.3 Å: 0.5 eV against 12 eV, 9.7 eV
+  with r_c below): a demo model's Na4 core collapsed to 1.2 Å at 600 K, 21 eV
+  below its start;
 * it switches off at r_cov,i + r_cov,j, which leaves the compressed side of
   multiple bonds inside the wall (C≡C at 1.20 Å against 1.52 Å: 1.3 eV with
   the universal screening), a steep term the network must cancel (measured:
-  C10H2/C10H3⁺ force error 118 → 149 meV/Å). Triple bonds, the shortest, are
+  C10H2/C10H3⁺ force error 118 → 149 meV/Å; 113 with r_c below). Triple bonds, the shortest, are
   ≈ 0.78 of the single-bond sum (C≡C, N≡N, C≡O), hence r_c = 0.75 of it: no
   repulsion on any bond, a wall for atoms pushed well inside one (Na4 core:
   +30 eV).
