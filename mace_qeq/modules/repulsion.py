@@ -39,13 +39,23 @@ CONTACT_FRACTION = 0.75
 
 class UniversalRepulsion(ZBLBasis):
     """ZBL with the universal screening, zero beyond 0.75 (r_cov,i + r_cov,j); mace's ZBLBasis buffers
-    (``c``, ``p``, ``covalent_radii``, ``a_prefactor``, ``a_exp``), so state dicts load either way."""
+    (``c``, ``p``, ``covalent_radii``, ``a_prefactor``, ``a_exp``), so state dicts load either way. The
+    screening is what defines this module: a ZBLBasis state dict (a MACE backbone, fine-tuning) does not
+    overwrite it."""
 
     def __init__(self, p: int = 6):
         super().__init__(p=p)
         self.a_prefactor.fill_(SCREENING_PREFACTOR)
         self.a_exp.fill_(SCREENING_EXPONENT)
         self.contact_fraction = CONTACT_FRACTION
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        for name in ("a_prefactor", "a_exp"):
+            if prefix + name in state_dict:
+                state_dict[prefix + name] = getattr(self, name).clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, x: Tensor, node_attrs: Tensor, edge_index: Tensor, atomic_numbers: Tensor) -> Tensor:
         """Per-atom repulsion [N] (eV) from edge lengths x [E, 1] (Å)."""

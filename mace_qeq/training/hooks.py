@@ -91,12 +91,8 @@ def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
     options["qeq_sigma"] = element_widths(options["qeq_sigma"], config["atomic_numbers"])
     model = MACEQEq(**config, **options)
     model.to(next(backbone.parameters()).dtype)
-    weights = backbone.state_dict()
-    if model.qeq_universal_repulsion:  # keep the universal ZBL screening, not the backbone's
-        weights = {key: value for key, value in weights.items() if not key.startswith("pair_repulsion_fn.a_")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.", "energy_floor.",
-           "pair_repulsion_fn.a_")
+    missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
+    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.", "energy_floor.")
     if unexpected or any(not key.startswith(new) for key in missing):
         raise RuntimeError(f"backbone weights do not fit MACEQEq: missing {missing}, unexpected {unexpected}")
     return model
