@@ -17,12 +17,12 @@ ELEMENTS = [11, 17]  # Na, Cl
 R_MAX = 4.0
 
 
-def backbone_config(num_channels=8, max_L=1, heads=None):
+def backbone_config(num_channels=8, max_L=1, heads=None, num_interactions=2):
     return dict(
         r_max=R_MAX, num_bessel=6, num_polynomial_cutoff=5, max_ell=2,
         interaction_cls=mace_modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
         interaction_cls_first=mace_modules.interaction_classes["RealAgnosticInteractionBlock"],
-        num_interactions=2, num_elements=len(ELEMENTS),
+        num_interactions=num_interactions, num_elements=len(ELEMENTS),
         hidden_irreps=o3.Irreps(f"{num_channels}x0e" + (f"+{num_channels}x1o" if max_L else "")),
         MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.zeros((len(heads or [0]), len(ELEMENTS))),
         avg_num_neighbors=6.0, atomic_numbers=ELEMENTS, correlation=2, gate=torch.nn.functional.silu,
@@ -31,9 +31,9 @@ def backbone_config(num_channels=8, max_L=1, heads=None):
     )
 
 
-def make_model(seed=0, heads=None, **qeq):
+def make_model(seed=0, heads=None, num_interactions=2, **qeq):
     torch.manual_seed(seed)
-    model = MACEQEq(**backbone_config(heads=heads), **qeq)
+    model = MACEQEq(**backbone_config(heads=heads, num_interactions=num_interactions), **qeq)
     with torch.no_grad():  # visible charges from the start: spread the per-element electronegativities
         model.qeq_readout.electronegativity_offset[:, :] = torch.tensor([[-2.0], [2.0]])
     return model

@@ -9,7 +9,7 @@ from .coulomb import CoulombOperator, apply_coulomb, coulomb_energy, coulomb_mat
 from .ewald_parameters import EwaldParameters, ewald_parameters
 from .iterative import ConvergenceError
 from .options import QEqOptions
-from .qeq import QEqSolution, solve_qeq
+from .qeq import QEqSolution, qeq_site_energy, solve_qeq, solves_iteratively
 from .structures import Structures, describe_structures
 from .units import COULOMB_CONSTANT
 
@@ -27,5 +27,7 @@ __all__ = [
     "coulomb_operator",
     "describe_structures",
     "ewald_parameters",
+    "qeq_site_energy",
     "solve_qeq",
+    "solves_iteratively",
 ]

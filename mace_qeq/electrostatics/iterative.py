@@ -261,19 +261,21 @@ class IterativeQEq(NamedTuple):
     solver: IterativeSolver
 
 
-def response_energy(solver: IterativeSolver, electronegativity: Tensor, charges: Tensor,
-                    charge_gradient: Tensor) -> Tensor:
+def response_energy(solver: IterativeSolver, electronegativity: Tensor, hardness: Tensor, charges: Tensor,
+                    potential: Tensor, charge_gradient: Tensor) -> Tensor:
     """Per-atom −λᵢ gᵢ(q̂) (eV): zero in value, the charges' response in its derivatives.
 
     For an energy E(θ, q*(θ)) evaluated at the converged charges q̂ held
     constant, v = ∂E/∂q (``charge_gradient``, at fixed θ) and λ = S v (one
     projected-CG solve; S the inverse of A on Σq = 0), adding −λ·g(q̂) with
-    g = χ + A q̂ = ∇E_QEq leaves the value unchanged (g is constant along the
-    plane at the solution and Σλ = 0; to the solver's tolerance) and adds
+    g = χ + J q̂ + Φ q̂ = ∇E_QEq leaves the value unchanged (g is constant along
+    the plane at the solution and Σλ = 0; to the solver's tolerance) and adds
     exactly −λᵀ ∂g/∂θ = (∂E/∂q)(dq*/dθ) to every derivative: forces and stress
     become those of E(θ, q*(θ)). Needed when E is not stationary in q, i.e.
     with charge feedback into the network or the Coulomb-only energy; without
-    custom autograd, so compiled models use it too.
+    custom autograd, so compiled models use it too. ``potential`` is Φ q̂ as
+    the solve returned it (differentiable in positions and cell), so that its
+    backward is shared with that of the energy.
     """
     structures = solver.matrix.coulomb.structures
     v = charge_gradient.detach()
@@ -281,7 +283,7 @@ def response_energy(solver: IterativeSolver, electronegativity: Tensor, charges:
     zeros = torch.zeros(structures.num_structures, dtype=v.dtype, device=v.device)
     multiplier = projected_conjugate_gradient(solver.matrix, solver.preconditioner, -v, zeros, None,
                                               solver.tolerance * scale, solver.max_iterations).charges
-    gradient = electronegativity + apply_qeq(solver.matrix, charges.detach())
+    gradient = electronegativity + hardness * charges.detach() + potential
     return -multiplier * gradient
 
 

@@ -109,8 +109,7 @@ def solve_qeq(
     check_per_atom(sigma, "sigma", structures, True)
     check_per_structure(total_charge, "total_charge", structures)
     check_options(options)
-    large = structures.max_atoms > options.dense_limit
-    iterative = options.method == "iterative" or (options.method == "auto" and large)
+    iterative = solves_iteratively(options, structures.max_atoms)
     iterations = 0
     solver: Optional[IterativeSolver] = None
     if iterative:
@@ -124,9 +123,19 @@ def solve_qeq(
         charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
         potential = apply_coulomb(operator, charges)
 
-    site_energy = charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
+    site_energy = qeq_site_energy(charges, electronegativity, hardness, potential)
     return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy, iterations,
                        solver)
+
+
+def solves_iteratively(options: QEqOptions, max_atoms: int) -> bool:
+    """Whether :func:`solve_qeq` solves a batch whose largest structure has ``max_atoms`` atoms iteratively."""
+    return options.method == "iterative" or (options.method == "auto" and max_atoms > options.dense_limit)
+
+
+def qeq_site_energy(charges: Tensor, electronegativity: Tensor, hardness: Tensor, potential: Tensor) -> Tensor:
+    """qᵢ (χᵢ + ½ Jᵢ qᵢ + ½ (Φq)ᵢ) (eV): the per-atom split of E_QEq, ``potential`` = Φq (eV/e)."""
+    return charges * (electronegativity + 0.5 * hardness * charges + 0.5 * potential)
 
 
 def _dense_charges(

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from mace_qeq.electrostatics import QEqOptions, solve_qeq
+from mace_qeq.electrostatics import QEqOptions, qeq_site_energy, solve_qeq, solves_iteratively
 from mace_qeq.electrostatics.iterative import IterativeSolver
 
 
@@ -71,6 +71,17 @@ class ChargeEquilibrationBlock(torch.nn.Module):
             accuracy=self.accuracy,
         )
 
+    def solves_iteratively(self, max_atoms: int, training: bool) -> bool:
+        """Whether a batch whose largest structure has ``max_atoms`` atoms is solved iteratively."""
+        return solves_iteratively(self.options(training), max_atoms)
+
+    def node_energy(self, charges: Tensor, electronegativity: Tensor, hardness: Tensor, potential: Tensor) -> Tensor:
+        """The per-atom energy this block adds (eV), given ``potential`` = Φq (eV/e):
+        qᵢ(χᵢ + ½Jᵢqᵢ + ½(Φq)ᵢ), or ½qᵢ(Φq)ᵢ with ``energy="coulomb"``."""
+        if self.coulomb_only:
+            return 0.5 * charges * potential
+        return qeq_site_energy(charges, electronegativity, hardness, potential)
+
     def forward(
         self,
         positions: Tensor,
@@ -98,7 +109,7 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         if not training:
             self.previous_charges = solution.charges.detach()
         if self.coulomb_only:
-            node_energy = 0.5 * solution.charges * solution.potential
+            node_energy = self.node_energy(solution.charges, electronegativity, hardness, solution.potential)
             energy = torch.zeros_like(solution.energy).index_add(0, batch, node_energy)
         else:
             node_energy = solution.site_energy

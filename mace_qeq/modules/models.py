@@ -14,7 +14,7 @@ copy of ScaleShiftMACE.forward with the electrostatics added (TorchScript
 cannot compile a call to ``super().forward``).
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from ase.data import covalent_radii
@@ -51,6 +51,15 @@ QEQ_OPTIONS: Dict[str, Any] = {
 #: What models saved by mace-qeq 0.1.0 did, for the options they did not store.
 LEGACY_OPTIONS: Dict[str, Any] = {"qeq_charge_range": 0.0, "qeq_minimum_hardness": 0.1,
                                   "qeq_energy_floor": None, "qeq_universal_repulsion": False}
+
+
+class BackwardSplit(NamedTuple):
+    """Where inference with charge feedback splits its backward (see :meth:`MACEQEq.staged_derivatives`)."""
+
+    features: Tensor  # h, the χ/J layer's features [N, F], attached to positions and strain
+    features_leaf: Tensor  # h̃: their values as a leaf, read by everything after the χ/J layer
+    potential: Tensor  # Φq̂ [N] (eV/e), attached
+    potential_leaf: Tensor  # its values as a leaf, read by the electrostatic energy
 
 
 @compile_mode("script")
@@ -164,6 +173,72 @@ class MACEQEq(ScaleShiftMACE):
             "qeq_universal_repulsion": self.qeq_universal_repulsion,
         }
 
+    def staged_derivatives(
+        self,
+        energy: Tensor,
+        positions: Tensor,
+        displacement: Optional[Tensor],
+        cell: Tensor,
+        split: BackwardSplit,
+        charges: Tensor,
+        solver: IterativeSolver,
+        node_attrs: Tensor,
+        node_heads: Tensor,
+        compute_force: bool,
+        compute_virials: bool,
+        compute_stress: bool,
+    ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor], Tensor]:
+        """Forces, virials, stress (and the charges' response) of inference with charge feedback.
+
+        With iterative (constant) charges the response term needs v = ∂E/∂q,
+        which the layers after the χ/J layer give only by a backward. Instead
+        of a backward for v followed by a whole one (which crosses those layers
+        twice), everything after the χ/J layer reads leaf copies h̃ of its
+        features h and Φ̃ of the potential Φq̂ (see :class:`BackwardSplit`), and
+        the backward runs in two stages that each cross a layer once:
+
+        1. ∂E/∂r, ∂E/∂ε, ∂E/∂h̃, ∂E/∂Φ̃ and v = ∂E/∂q through what reads the leaves;
+        2. the derivatives of (∂E/∂r)·r + (∂E/∂ε)·ε + (∂E/∂h̃)·h + (∂E/∂Φ̃)·Φq̂ +
+           E_response(v), with h, Φq̂ and χ, J read from h attached to r and ε:
+           those of E(r, ε, q*(r, ε)) by the chain rule.
+
+        Returns forces, virials, stress as mace's ``get_outputs`` and the
+        per-atom response energy.
+        """
+        attached = [positions, split.features, split.potential]
+        leaves = [positions, split.features_leaf, split.potential_leaf]
+        if (compute_virials or compute_stress) and displacement is not None:
+            attached.append(displacement)
+            leaves.append(displacement)
+        leaves.append(charges)
+        grads = torch.autograd.grad([energy.sum()], leaves, retain_graph=True, allow_unused=True)
+        surrogate = torch.zeros(1, dtype=positions.dtype, device=positions.device)
+        for k, tensor in enumerate(attached):
+            gradient = grads[k]
+            if gradient is None:
+                gradient = torch.zeros_like(tensor)
+            surrogate = surrogate + (tensor * gradient).sum()
+        charge_gradient = grads[-1]
+        if charge_gradient is None:
+            charge_gradient = torch.zeros_like(charges)
+        if self.charge_equilibration.coulomb_only:
+            charge_gradient = charge_gradient + split.potential.detach()  # ∂(½qᵀΦq)/∂q
+        features = split.features[:, : self.num_qeq_features]
+        electronegativity, hardness = self.qeq_readout(features, node_attrs, node_heads)
+        response = response_energy(solver, electronegativity, hardness, charges, split.potential, charge_gradient)
+        surrogate = surrogate + response.sum()
+        forces, virials, stress, _, _ = get_outputs(
+            energy=surrogate,
+            positions=positions,
+            displacement=displacement,
+            cell=cell,
+            training=False,
+            compute_force=compute_force,
+            compute_virials=compute_virials,
+            compute_stress=compute_stress,
+        )
+        return forces, virials, stress, response
+
     def forward(
         self,
         data: Dict[str, Tensor],
@@ -247,6 +322,16 @@ class MACEQEq(ScaleShiftMACE):
         electrostatic_energy = torch.zeros_like(total_charge)
         electrostatic_node_energy = torch.zeros_like(sigma)
 
+        # Inference with charge feedback and iterative charges splits its backward at the χ/J layer
+        # (see staged_derivatives).
+        staged = self.charge_feedback and not training and torch.is_grad_enabled() and \
+            (compute_force or compute_virials or compute_stress) and \
+            not (compute_hessian or compute_edge_forces or compute_atomic_stresses)
+        if staged:
+            largest = int((data["ptr"][1:] - data["ptr"][:-1]).max())
+            staged = self.charge_equilibration.solves_iteratively(largest, training)
+        features_leaf = torch.zeros(0)
+        split = BackwardSplit(features_leaf, features_leaf, features_leaf, features_leaf)
         node_es_list = [pair_node_energy]
         node_feats_list: List[Tensor] = []
         for i, (interaction, product) in enumerate(zip(self.interactions, self.products)):
@@ -263,6 +348,9 @@ class MACEQEq(ScaleShiftMACE):
             )
             node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
             if i == self.qeq_layer:
+                features = node_feats
+                if staged:
+                    node_feats = node_feats.detach().requires_grad_(True)
                 electronegativity, hardness = self.qeq_readout(
                     node_feats[:, : self.num_qeq_features], node_attrs, node_heads
                 )
@@ -279,6 +367,13 @@ class MACEQEq(ScaleShiftMACE):
                 electrostatic_node_energy = electrostatics.node_energy
                 electrostatic_potential = electrostatics.potential
                 solver = electrostatics.solver
+                if staged:  # the electrostatic energy reads Φq̂ as a leaf too
+                    potential_leaf = electrostatic_potential.detach().requires_grad_(True)
+                    electrostatic_node_energy = self.charge_equilibration.node_energy(
+                        charges, electronegativity, hardness, potential_leaf
+                    )
+                    electrostatic_energy = scatter_sum(electrostatic_node_energy, batch, dim=-1, dim_size=num_graphs)
+                    split = BackwardSplit(features, node_feats, electrostatic_potential, potential_leaf)
                 if solver is not None and self.charge_feedback and torch.is_grad_enabled():
                     charges = charges.detach().requires_grad_(True)  # the response is added below
                 if hasattr(self, "charge_embedding"):
@@ -298,40 +393,56 @@ class MACEQEq(ScaleShiftMACE):
         else:  # ZBL scaled as mace scales it
             node_inter_es = learned + torch.atleast_1d(self.scale_shift.scale)[node_heads] * pair_node_energy
         not_stationary = self.charge_feedback or self.charge_equilibration.coulomb_only
-        if solver is not None and torch.is_grad_enabled() and not_stationary:
+        respond = solver is not None and torch.is_grad_enabled() and not_stationary
+        if respond and not staged:
             # Iterative charges are constants: add their response (see response_energy), so that forces and
             # stress are those of E(q*(R)) also where E is not stationary in q.
-            charge_gradient = torch.zeros_like(charges)
+            charge_gradient = electrostatic_potential.detach() if self.charge_equilibration.coulomb_only \
+                else torch.zeros_like(charges)  # ∂(½qᵀΦq)/∂q
             if self.charge_feedback:
                 grads = torch.autograd.grad([node_inter_es.sum()], [charges], retain_graph=True, allow_unused=True)
                 gradient = grads[0]
                 if gradient is not None:
-                    charge_gradient = gradient
-            if self.charge_equilibration.coulomb_only:
-                charge_gradient = charge_gradient + electrostatic_potential.detach()  # ∂(½qᵀΦq)/∂q
-            response = response_energy(solver, electronegativity, charges, charge_gradient)
+                    charge_gradient = charge_gradient + gradient
+            assert solver is not None
+            response = response_energy(solver, electronegativity, hardness, charges, electrostatic_potential,
+                                       charge_gradient)
             electrostatic_node_energy = electrostatic_node_energy + response
             electrostatic_energy = electrostatic_energy + scatter_sum(response, batch, dim=-1, dim_size=num_graphs)
             charges = charges.detach()
         inter_e = scatter_sum(node_inter_es, batch, dim=-1, dim_size=num_graphs) + electrostatic_energy
 
+        if staged:
+            assert solver is not None
+            derivatives = self.staged_derivatives(
+                inter_e, positions, displacement, cell, split, charges, solver, node_attrs, node_heads,
+                compute_force, compute_virials, compute_stress,
+            )
+            forces, virials, stress, response = derivatives
+            electrostatic_node_energy = electrostatic_node_energy + response
+            response_per_structure = scatter_sum(response, batch, dim=-1, dim_size=num_graphs)
+            electrostatic_energy = electrostatic_energy + response_per_structure
+            inter_e = inter_e + response_per_structure
+            charges = charges.detach()
+            hessian: Optional[Tensor] = None
+            edge_forces: Optional[Tensor] = None
+        else:
+            forces, virials, stress, hessian, edge_forces = get_outputs(
+                energy=inter_e,
+                positions=positions,
+                displacement=displacement,
+                vectors=vectors,
+                cell=cell,
+                training=training,
+                compute_force=compute_force,
+                compute_virials=compute_virials,
+                compute_stress=compute_stress,
+                compute_hessian=compute_hessian,
+                compute_edge_forces=compute_edge_forces or compute_atomic_stresses,
+            )
         total_energy = e0 + inter_e
         node_energy = node_e0.double() + node_inter_es.double() + electrostatic_node_energy.double()
         dipole = scatter_sum(charges[:, None] * positions, batch, dim=0, dim_size=num_graphs)
-
-        forces, virials, stress, hessian, edge_forces = get_outputs(
-            energy=inter_e,
-            positions=positions,
-            displacement=displacement,
-            vectors=vectors,
-            cell=cell,
-            training=training,
-            compute_force=compute_force,
-            compute_virials=compute_virials,
-            compute_stress=compute_stress,
-            compute_hessian=compute_hessian,
-            compute_edge_forces=compute_edge_forces or compute_atomic_stresses,
-        )
         atomic_virials: Optional[Tensor] = None
         atomic_stresses: Optional[Tensor] = None
         if compute_atomic_stresses and edge_forces is not None:

@@ -126,11 +126,16 @@ def test_torchscript_matches_eager_on_the_iterative_path():
         atoms.positions += 0.01
 
 
-@pytest.mark.parametrize("options", [{"qeq_charge_feedback": True}, {"qeq_energy": "coulomb"}])
+@pytest.mark.parametrize("options", [
+    {"qeq_charge_feedback": True},
+    {"qeq_energy": "coulomb"},
+    {"qeq_charge_feedback": True, "qeq_energy": "coulomb", "qeq_hardness": "environment", "num_interactions": 3},
+])
 def test_iterative_charges_respond_like_the_dense_ones(options):
     """With charge feedback or the Coulomb-only energy, E is not stationary in q: the iterative path adds the
     charges' response (one adjoint solve, no custom autograd), so eager and compiled forces and stress equal
-    those of the dense path, which differentiates through the Cholesky factorisation."""
+    those of the dense path, which differentiates through the Cholesky factorisation. With feedback the
+    backward is split at the χ/J layer (environment-dependent J and readouts below that layer included)."""
     dense = make_model(**options)
     iterative = make_model(**options)
     iterative.charge_equilibration.dense_limit = 1
