@@ -67,7 +67,7 @@ def long_wave_preconditioner(diagonal: Tensor, positions: Tensor, structures: St
         start = coarse.starts[slot]
         cells = density[start : start + points]
         occupied = int((cells > 0.01 * cells.mean()).sum())  # mesh cells with atoms nearby
-        volume = float(structures.volume[g])
+        volume = float(structures.volume[g].detach())
         weight = float(cells.sum()) / (volume * occupied / points)
         k2 = squared_wavevectors(structures.cell[g].detach(), shape)
         kernel = coulomb_kernel(k2, smearing)

@@ -330,8 +330,8 @@ class MACEQEq(ScaleShiftMACE):
         if staged:
             largest = int((data["ptr"][1:] - data["ptr"][:-1]).max())
             staged = self.charge_equilibration.solves_iteratively(largest, training)
-        features_leaf = torch.zeros(0)
-        split = BackwardSplit(features_leaf, features_leaf, features_leaf, features_leaf)
+        empty = torch.zeros(0)
+        split = BackwardSplit(empty, empty, empty, empty)  # set at the χ/J layer when staged
         node_es_list = [pair_node_energy]
         node_feats_list: List[Tensor] = []
         for i, (interaction, product) in enumerate(zip(self.interactions, self.products)):
