@@ -1,7 +1,7 @@
 """Compiled models at scale: MACEQEq's ``*_compiled.model`` against MACE's, with the stock calculator.
 
     python benchmarks/compiled_scaling.py                       # CPU, float64, 1,000–20,000 atoms (hours)
-    python benchmarks/compiled_scaling.py --max-atoms 5200      # CPU, 1,280–5,184 atoms (~20 min)
+    python benchmarks/compiled_scaling.py --max-atoms 5200      # CPU, 1,280–5,184 atoms (~30 min)
     python benchmarks/compiled_scaling.py --device cuda --dtype float32 --max-atoms 100000
     python benchmarks/compiled_scaling.py --max-atoms 4400 --executor-off   # also without TorchScript's optimiser
 
@@ -14,14 +14,14 @@ energy + forces + stress evaluation of replicated NaCl(aq) and liquid-water
 (RPBE-D3, ../shared/datasets/water_rpbe_d3) cells, each case in a fresh
 process; five calls, of which the first two let TorchScript's profiling
 executor optimise, and the time reported is the median of the last three (these
-machines are shared: one call can take twice as long as the next). Above ``dense_limit`` (500) atoms MACEQEq solves
-its charges by preconditioned conjugate gradients with smooth PME, in the
-compiled model as in the eager one; the eager MACEQEq is timed too, and its
-energy compared with the compiled one. ``--executor-off`` times both compiled
-models also inside ``torch.jit.optimized_execution(False)``, which separates the cost of the
-graphs TorchScript's profiling executor optimises (from the third call on)
-from that of the computation itself. Writes
-results/compiled_scaling.{json,md,png}.
+machines are shared: one call can take twice as long as the next). Above
+``dense_limit`` (500) atoms MACEQEq solves its charges by preconditioned
+conjugate gradients with smooth PME, in the compiled model as in the eager
+one; the eager MACEQEq is timed too, and its energy compared with the compiled
+one. ``--executor-off`` times both compiled models also inside
+``torch.jit.optimized_execution(False)``, which separates the cost of the
+graphs TorchScript's profiling executor optimises from that of the computation
+itself. Writes results/compiled_scaling.{json,md,png}.
 """
 
 import argparse

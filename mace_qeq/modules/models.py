@@ -397,8 +397,9 @@ class MACEQEq(ScaleShiftMACE):
         if respond and not staged:
             # Iterative charges are constants: add their response (see response_energy), so that forces and
             # stress are those of E(q*(R)) also where E is not stationary in q.
-            charge_gradient = electrostatic_potential.detach() if self.charge_equilibration.coulomb_only \
-                else torch.zeros_like(charges)  # ∂(½qᵀΦq)/∂q
+            charge_gradient = torch.zeros_like(charges)
+            if self.charge_equilibration.coulomb_only:
+                charge_gradient = electrostatic_potential.detach()  # ∂(½qᵀΦq)/∂q
             if self.charge_feedback:
                 grads = torch.autograd.grad([node_inter_es.sum()], [charges], retain_graph=True, allow_unused=True)
                 gradient = grads[0]
