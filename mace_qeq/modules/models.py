@@ -54,7 +54,7 @@ LEGACY_OPTIONS: Dict[str, Any] = {"qeq_charge_range": 0.0, "qeq_minimum_hardness
 
 
 class BackwardSplit(NamedTuple):
-    """Where inference with charge feedback splits its backward (see :meth:`MACEQEq.staged_derivatives`)."""
+    """Where inference with charge feedback splits its backward (see :meth:`MACEQEq.staged_energy`)."""
 
     features: Tensor  # h, the χ/J layer's features [N, F], attached to positions and strain
     features_leaf: Tensor  # h̃: their values as a leaf, read by everything after the χ/J layer
@@ -173,22 +173,19 @@ class MACEQEq(ScaleShiftMACE):
             "qeq_universal_repulsion": self.qeq_universal_repulsion,
         }
 
-    def staged_derivatives(
+    def staged_energy(
         self,
         energy: Tensor,
         positions: Tensor,
         displacement: Optional[Tensor],
-        cell: Tensor,
         split: BackwardSplit,
         charges: Tensor,
         solver: IterativeSolver,
         node_attrs: Tensor,
         node_heads: Tensor,
-        compute_force: bool,
-        compute_virials: bool,
-        compute_stress: bool,
-    ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor], Tensor]:
-        """Forces, virials, stress (and the charges' response) of inference with charge feedback.
+        with_virials: bool,
+    ) -> Tuple[Tensor, Tensor]:
+        """The energy whose derivatives are those of inference with charge feedback, and the charges' response.
 
         With iterative (constant) charges the response term needs v = ∂E/∂q,
         which the layers after the χ/J layer give only by a backward. Instead
@@ -202,12 +199,12 @@ class MACEQEq(ScaleShiftMACE):
            E_response(v), with h, Φq̂ and χ, J read from h attached to r and ε:
            those of E(r, ε, q*(r, ε)) by the chain rule.
 
-        Returns forces, virials, stress as mace's ``get_outputs`` and the
-        per-atom response energy.
+        Returns the stage-2 energy (differentiate it for forces, virials and
+        stress; ``with_virials``: ε matters) and the per-atom response energy.
         """
         attached = [positions, split.features, split.potential]
         leaves = [positions, split.features_leaf, split.potential_leaf]
-        if (compute_virials or compute_stress) and displacement is not None:
+        if with_virials and displacement is not None:
             attached.append(displacement)
             leaves.append(displacement)
         leaves.append(charges)
@@ -226,18 +223,7 @@ class MACEQEq(ScaleShiftMACE):
         features = split.features[:, : self.num_qeq_features]
         electronegativity, hardness = self.qeq_readout(features, node_attrs, node_heads)
         response = response_energy(solver, electronegativity, hardness, charges, split.potential, charge_gradient)
-        surrogate = surrogate + response.sum()
-        forces, virials, stress, _, _ = get_outputs(
-            energy=surrogate,
-            positions=positions,
-            displacement=displacement,
-            cell=cell,
-            training=False,
-            compute_force=compute_force,
-            compute_virials=compute_virials,
-            compute_stress=compute_stress,
-        )
-        return forces, virials, stress, response
+        return surrogate + response.sum(), response
 
     def forward(
         self,
@@ -323,7 +309,7 @@ class MACEQEq(ScaleShiftMACE):
         electrostatic_node_energy = torch.zeros_like(sigma)
 
         # Inference with charge feedback and iterative charges splits its backward at the χ/J layer
-        # (see staged_derivatives).
+        # (see staged_energy).
         staged = self.charge_feedback and not training and torch.is_grad_enabled() and \
             (compute_force or compute_virials or compute_stress) and \
             not (compute_hessian or compute_edge_forces or compute_atomic_stresses)
@@ -413,34 +399,31 @@ class MACEQEq(ScaleShiftMACE):
             charges = charges.detach()
         inter_e = scatter_sum(node_inter_es, batch, dim=-1, dim_size=num_graphs) + electrostatic_energy
 
+        differentiated = inter_e
         if staged:
             assert solver is not None
-            derivatives = self.staged_derivatives(
-                inter_e, positions, displacement, cell, split, charges, solver, node_attrs, node_heads,
-                compute_force, compute_virials, compute_stress,
+            differentiated, response = self.staged_energy(
+                inter_e, positions, displacement, split, charges, solver, node_attrs, node_heads,
+                compute_virials or compute_stress,
             )
-            forces, virials, stress, response = derivatives
             electrostatic_node_energy = electrostatic_node_energy + response
             response_per_structure = scatter_sum(response, batch, dim=-1, dim_size=num_graphs)
             electrostatic_energy = electrostatic_energy + response_per_structure
             inter_e = inter_e + response_per_structure
             charges = charges.detach()
-            hessian: Optional[Tensor] = None
-            edge_forces: Optional[Tensor] = None
-        else:
-            forces, virials, stress, hessian, edge_forces = get_outputs(
-                energy=inter_e,
-                positions=positions,
-                displacement=displacement,
-                vectors=vectors,
-                cell=cell,
-                training=training,
-                compute_force=compute_force,
-                compute_virials=compute_virials,
-                compute_stress=compute_stress,
-                compute_hessian=compute_hessian,
-                compute_edge_forces=compute_edge_forces or compute_atomic_stresses,
-            )
+        forces, virials, stress, hessian, edge_forces = get_outputs(
+            energy=differentiated,
+            positions=positions,
+            displacement=displacement,
+            vectors=vectors,
+            cell=cell,
+            training=training,
+            compute_force=compute_force,
+            compute_virials=compute_virials,
+            compute_stress=compute_stress,
+            compute_hessian=compute_hessian,
+            compute_edge_forces=compute_edge_forces or compute_atomic_stresses,
+        )
         total_energy = e0 + inter_e
         node_energy = node_e0.double() + node_inter_es.double() + electrostatic_node_energy.double()
         dipole = scatter_sum(charges[:, None] * positions, batch, dim=0, dim_size=num_graphs)
