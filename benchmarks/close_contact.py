@@ -28,6 +28,7 @@ import numpy as np
 import peer_models as pm
 import torch
 from harness import save_loglog_figure
+from mace_qeq.training import trained_model_path
 
 MAX_CHARGE = 2.5  # e
 MIN_REPULSION = 5.0  # eV
@@ -44,7 +45,7 @@ def trained(model: pm.Model, set_name: str, work: Path, device: str) -> str:
     spec = pm.SETS[set_name]
     for folder in (pm.WORK / "peers" / set_name / model.name.replace("+", "_"),
                    work / set_name / model.name.replace("+", "_")):
-        path = folder / f"{model.name.replace('+', '_')}.model"
+        path = trained_model_path(folder, model.name.replace("+", "_"))
         if path.exists():
             return str(path)
     pool = pm.load(set_name)[0]

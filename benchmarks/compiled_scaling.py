@@ -37,6 +37,7 @@ import numpy as np
 import peer_models as pm
 import torch
 from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
+from mace_qeq.training import trained_model_path
 
 #: (source frame, replications): ~1,000 to ~20,000 atoms.
 SYSTEMS = {
@@ -80,7 +81,7 @@ def trained_models(work: Path, device: str) -> dict:
         run = pm.train(pm.MODELS[name], train_file, model_folder, 3, device, ["--batch_size", "4"])
         if run.status != "ok":
             raise RuntimeError(f"training {name} failed: {run.status}")
-        paths[name] = {"compiled": str(model_folder / f"{name}_compiled.model"), "eager": run.path}
+        paths[name] = {"compiled": str(trained_model_path(model_folder, name, compiled=True)), "eager": run.path}
     return paths
 
 

@@ -29,6 +29,7 @@ import ase.io
 import numpy as np
 import peer_models as pm
 import torch
+from mace_qeq.training import trained_model_path
 
 NVE_CASES = {
     "NaCl cell (64 atoms, Q = 0)": ("cell", 0),
@@ -46,7 +47,7 @@ QUICK_SOLVERS = [("float64", "dense", None), ("float64", "iterative", 1e-4), ("f
 def md_model(work: Path, device: str, epochs: int) -> Path:
     """MACEQEq trained on GFN2-xTB Na/Cl clusters (Q = 0, ±1) and periodic Na8Cl8 cells (with vacancies)."""
     folder = work / "nacl_md"
-    path = folder / "MACEQEq.model"
+    path = trained_model_path(folder, "MACEQEq")
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,11 +190,11 @@ def main():
                          "command": f"python benchmarks/md_stability.py --part nve --steps {args.steps} "
                                     f"--epochs {args.epochs}" + (" --quick" if args.quick else "")}
     if args.part in ("langevin", "both"):
-        demo = args.work_dir / "demo" / "maceqeq_demo.model"
-        if not demo.exists():
+        if not (args.work_dir / "demo" / "maceqeq_demo.model").exists():
             from mace_qeq.cli.demo import main as demo_main
 
-            demo_main(["--work_dir", str(demo.parent)])
+            demo_main(["--work_dir", str(args.work_dir / "demo")])
+        demo = trained_model_path(args.work_dir / "demo", "maceqeq_demo")
         langevin = []
         for config_type in ("Ag3+", "Ag3-", "Na4Cl4", "Na4Cl3+", "Na3Cl4-"):
             row = run_langevin(demo, config_type, args.langevin_steps, args.device)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +98,7 @@ MODELS: Dict[str, Model] = {
 }
 #: MACEQEq (with charge labels) with one default switched off: what each default buys (``peers.py --ablation``).
 ABLATIONS = {
+    "MACEQEq-no-stage-two": ["--swa", "False"],
     "MACEQEq-no-element-fit": ["--qeq_fit_elements", "False"],
     "MACEQEq-no-offset-refit": ["--qeq_refit_offsets", "False"],
     "MACEQEq-no-feedback": ["--qeq_charge_feedback", "False"],
@@ -287,6 +289,8 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
     all three), so that a benchmark can be extended (more models, an ablation) without training again what
     it has.
     """
+    from mace_qeq.training import trained_model_path
+
     folder.mkdir(parents=True, exist_ok=True)
     les = folder / "les.yaml"
     les.write_text(LES_ARGUMENTS)
@@ -303,9 +307,13 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
         status = saved.get("status", "ok")
         trained = (folder / f"{name}.model").exists()
         if all(saved.get(key) == value for key, value in stamp.items()) and (trained or status != "ok"):
-            path = str(folder / f"{name}.model") if status == "ok" else None
+            path = str(trained_model_path(folder, name)) if status == "ok" else None
             return Run(model.name, path, saved["wall_s"], saved["epochs_run"], status)
     record.unlink(missing_ok=True)
+    # mace evaluates the latest checkpoint it finds: nothing of an earlier training may stay
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    for stale in folder.glob(f"{name}*.model"):
+        stale.unlink()
 
     def limit_memory():
         size = int(memory_gb * 1024**3)
@@ -329,7 +337,7 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
             record.write_text(json.dumps({**stamp, "wall_s": wall, "epochs_run": epochs_run, "status": status}))
         return Run(model.name, None, wall, epochs_run, status)
     record.write_text(json.dumps({**stamp, "wall_s": wall, "epochs_run": epochs_run}, indent=1))
-    return Run(model.name, str(folder / f"{name}.model"), wall, epochs_run)
+    return Run(model.name, str(trained_model_path(folder, name)), wall, epochs_run)
 
 
 def code_version(model: Model) -> str:

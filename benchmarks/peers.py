@@ -10,8 +10,9 @@
 
 Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
 installed, PolarMACE, MACEQEq with and without charge labels) is trained by its
-stock command line with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å),
-batch, learning rate, seed and number of epochs, on the same structures, and
+stock command line and its defaults (Stage Two for MACEQEq, none for mace's
+models) with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å), batch,
+learning rate, seed and number of epochs, on the same structures, and
 evaluated by MACE's stock ``MACECalculator`` on the same held-out structures
 (whole MD trajectories, see ``peer_models.split``). Writes
 ``results/peers_<set>.{json,md}`` and ``peers_<set>_parity.png``. A run that
@@ -118,8 +119,9 @@ def write_learning_curve(name, result, args):
     curve = result["curve"]
     lines = [f"# Learning curve on {name}", "", f"{result['description']}.", "",
              f"{result['test_structures']} test structures (held-out MD trajectories), {result['epochs']} epochs, "
-             f"the peer benchmark's backbone and settings; every model by its stock CLI, evaluated by the stock "
-             f"MACECalculator. Hardware: {result['hardware']}. Command: `{args.command}`", "",
+             f"the peer benchmark's backbone and settings; every model by its stock CLI with its defaults (Stage "
+             f"Two for MACEQEq only), evaluated by the stock MACECalculator. Hardware: {result['hardware']}. "
+             f"Command: `{args.command}`", "",
              "Test E RMSE meV/atom / F RMSE meV/Å:", "",
              "| training structures | " + " | ".join(curve) + " |", "|---:|" + "---:|" * len(curve)]
     for k, point in enumerate(next(iter(curve.values()))):
@@ -140,8 +142,10 @@ def write(name, result, predictions, args):
     lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
              f"{result['train_structures']} training and {result['test_structures']} test structures (held-out MD "
              f"trajectories), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, batch 16, "
-             f"lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI, evaluated by the stock "
-             f"MACECalculator. Hardware: {result['hardware']}. Command: `{args.command}`", "",
+             f"lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults (MACEQEq's "
+             f"include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model the CLI "
+             f"recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
+             f"Command: `{args.command}`", "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for model, run in result["runs"].items():

@@ -34,22 +34,28 @@ def _widths(text: str):
         ) from error
 
 
-def _pair_repulsion_default_by_model(parser: argparse.ArgumentParser) -> None:
-    """``--pair_repulsion [true|false]``; unset, ZBL is on for MACEQEq and off for every other model
-    (mace's default), resolved by the model hook."""
+def _default_by_model(parser: argparse.ArgumentParser, *flags: str, description: str) -> None:
+    """Replace mace's store_true ``flags`` by ``flags [true|false]``; left unset (None), it is resolved per
+    model (``prepare_args`` or the model hook): on for MACEQEq, mace's default otherwise."""
     container = parser._optionals  # pylint: disable=protected-access
     handler = container.conflict_handler
-    container.conflict_handler = "resolve"  # replaces mace's store_true flag of the same name
+    container.conflict_handler = "resolve"  # replaces mace's flags of the same names
     try:
-        parser.add_argument("--pair_repulsion", type=str2bool, nargs="?", const=True, default=None,
-                            help="ZBL pair repulsion at close contact; default: on for MACEQEq, off otherwise")
+        parser.add_argument(*flags, type=str2bool, nargs="?", const=True, default=None, help=description)
     finally:
         container.conflict_handler = handler
 
 
 def extend_parser(parser: argparse.ArgumentParser) -> None:
     """Add MACEQEq, the qeq loss, the QEqRMSE table and the --qeq_* options; install the hooks."""
-    _pair_repulsion_default_by_model(parser)
+    _default_by_model(parser, "--pair_repulsion",
+                      description="ZBL pair repulsion at close contact; default: on for MACEQEq, off otherwise")
+    _default_by_model(parser, "--swa", "--stage_two",
+                      description="Stage Two: the last quarter of the epochs (--start_swa) at --swa_lr with the "
+                                  "energy-heavy --swa_* loss weights, saved as NAME_stagetwo.model; default: on for "
+                                  "MACEQEq (the energy offsets between charge states and between basins that no "
+                                  "trajectory connects, which forces cannot set, are learned there) when it can "
+                                  "start before the last epoch, off otherwise")
     _extend_choices(parser, "--model", MODEL_NAME)
     _extend_choices(parser, "--loss", LOSS_NAME)
     _extend_choices(parser, "--error_table", ERROR_TABLE)
@@ -89,5 +95,9 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_args(args: argparse.Namespace) -> None:
-    """Keep the user's loss: multihead fine-tuning overwrites ``args.loss`` inside ``run``."""
+    """Resolve the per-model defaults mace reads before the model exists (Stage Two), and keep the
+    user's loss: multihead fine-tuning overwrites ``args.loss`` inside ``run``."""
+    if getattr(args, "swa", False) is None:  # on for MACEQEq when it can start before the last epoch
+        start = args.start_swa if args.start_swa is not None else max(1, args.max_num_epochs // 4 * 3)
+        args.swa = args.model == MODEL_NAME and start < args.max_num_epochs
     args.qeq_user_loss = args.loss

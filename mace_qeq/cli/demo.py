@@ -63,8 +63,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     from mace_qeq.analysis.evaluate import evaluate_model, test_errors
     from mace_qeq.calculators import MACEQEqCalculator
+    from mace_qeq.training import trained_model_path
 
-    model_path = args.work_dir / "maceqeq_demo.model"
+    model_path = trained_model_path(args.work_dir, "maceqeq_demo")
     predictions = evaluate_model(str(model_path), str(args.work_dir / "test.xyz"))
     calculator = MACEQEqCalculator(model_paths=str(model_path), device="cpu", default_dtype="float64")
     print("\n=== Test errors (RMSE, from the ASE calculator) ===")
@@ -87,7 +88,8 @@ def main(argv: Optional[List[str]] = None) -> None:
               f"(xTB {reference.info['REF_energy']:10.4f}),"
               f" charges {np.array2string(atoms.get_charges(), precision=3)}"
               f" (xTB {np.array2string(reference.arrays['REF_charges'], precision=3)})")
-    print(f"\nmodel: {model_path} (TorchScript: {args.work_dir / 'maceqeq_demo_compiled.model'});"
+    compiled = trained_model_path(args.work_dir, "maceqeq_demo", compiled=True)
+    print(f"\nmodel: {model_path} (TorchScript: {compiled});"
           f" wall time {time.perf_counter() - start:.0f} s")
 
 

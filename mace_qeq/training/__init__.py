@@ -5,5 +5,6 @@ import mace  # noqa: F401  (before e3nn; see mace_qeq.modules)
 
 from .loss import WeightedEnergyForcesChargesDipoleLoss
 from .metrics import QEqMetrics
+from .outputs import trained_model_path
 
-__all__ = ["QEqMetrics", "WeightedEnergyForcesChargesDipoleLoss"]
+__all__ = ["QEqMetrics", "WeightedEnergyForcesChargesDipoleLoss", "trained_model_path"]

@@ -335,14 +335,16 @@ def train(*args, **kwargs):
     state = mace_tools.CheckpointState(model, kwargs["optimizer"], kwargs["lr_scheduler"])
     stages = [False] + ([True] if kwargs.get("swa") is not None else [])
     for swa in stages:
-        epoch = handler.load_latest(state=state, swa=swa, device=kwargs["device"])
-        if epoch is None:
+        # the file run_train loads next; the refit is written back to it (not re-named by its epoch)
+        path = handler.io._get_latest_checkpoint_path(swa=swa)  # pylint: disable=protected-access
+        if path is None:
             continue
+        handler.load_latest(state=state, swa=swa, device=kwargs["device"])
         refit = refit_energy_offsets(model, kwargs["train_loader"].dataset, plan.free_heads, plan.batch_size,
                                      kwargs["device"], skip_heads=plan.skip_heads, seed=plan.seed)
         log_refit(refit)
         if refit is not None and kwargs.get("rank", 0) == 0:
-            handler.save(state=state, epochs=epoch, keep_last=True)
+            torch.save(handler.builder.create_checkpoint(state), path)
     if kwargs.get("distributed", False):
         torch.distributed.barrier()  # every rank loads the refitted checkpoint next
 

@@ -57,9 +57,19 @@ def trained(data, tmp_path_factory):
 
 
 def test_training_writes_model_compiled_model_and_checkpoints(trained):
+    from mace_qeq.training import trained_model_path
+
     folder, log = trained
     assert (folder / "tiny.model").exists()
     assert (folder / "tiny_compiled.model").exists()
+    # Stage Two is on by default for MACEQEq, with the qeq loss; its model is the one to use
+    assert "Stage Two loss function: WeightedEnergyForcesChargesDipoleLoss" in log
+    assert trained_model_path(folder, "tiny") == folder / "tiny_stagetwo.model"
+    assert trained_model_path(folder, "tiny", compiled=True).exists()
+    # the refit after training wrote each stage's checkpoint back to its own file (Stage Two from epoch 1)
+    for checkpoint in (folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"):
+        epoch = int(checkpoint.stem.split("epoch-")[1].split("_")[0])
+        assert checkpoint.stem.endswith("_swa") == (epoch >= 1), checkpoint.name
     assert list((folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"))
     assert "WeightedEnergyForcesChargesDipoleLoss" in log
     assert "RMSE_Q=" in log and "RMSE Q / me" in log
@@ -126,19 +136,38 @@ def test_compiled_model_needs_neither_plugin_nor_extensions(trained):
 
 def test_restart_from_checkpoint_continues(trained, data):
     folder, _ = trained
-    saved = sorted(int(p.stem.split("epoch-")[1]) for p in (folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"))
+    # tiny_run-1_epoch-<e>.pt (Stage One) and tiny_run-1_epoch-<e>_swa.pt (Stage Two, loaded first)
+    saved = sorted((int(p.stem.split("epoch-")[1].split("_")[0]), p.name.endswith("_swa.pt"), p.name)
+                   for p in (folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"))
+    last_epoch, _, last = saved[-1]
     log = qeq_train(folder, "--name", "tiny", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "3",
                     "--restart_latest")
-    assert f"Loading checkpoint: ./checkpoints/tiny_run-1_epoch-{saved[-1]}.pt" in log.split("TRAINING")[0]
+    assert f"Loading checkpoint: ./checkpoints/{last}" in log.split("TRAINING")[0]
     assert "Epoch 2:" in log
-    assert all(f"Epoch {e}:" not in log for e in range(saved[-1]))
+    assert all(f"Epoch {e}:" not in log for e in range(last_epoch))
 
 
-def test_stage_two_keeps_the_qeq_loss(data, tmp_path):
-    log = qeq_train(tmp_path, "--name", "swa", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "2",
-                    "--swa", "--start_swa", "1")
-    assert "Stage Two loss function: WeightedEnergyForcesChargesDipoleLoss" in log
-    assert (tmp_path / "swa_stagetwo_compiled.model").exists()
+def test_stage_two_is_the_default_for_maceqeq_only():
+    from mace_qeq import plugin
+    from mace_qeq.cli.run_train import build_parser
+
+    def stage_two(*argv):
+        args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
+        plugin.prepare_args(args)
+        return args.swa
+
+    assert stage_two() is True
+    assert stage_two("--max_num_epochs", "1") is False  # it could not start: mace would fail
+    assert stage_two("--model", "MACE") is False
+    assert stage_two("--swa", "False") is False
+    assert stage_two("--model", "MACE", "--stage_two") is True
+
+
+def test_stage_two_can_be_switched_off(data, tmp_path):
+    log = qeq_train(tmp_path, "--name", "one", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "2",
+                    "--swa", "False")
+    assert "Stage Two" not in log
+    assert not list(tmp_path.glob("one_stagetwo*"))
 
 
 @pytest.fixture(scope="module")
