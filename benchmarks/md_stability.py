@@ -55,7 +55,7 @@ def md_model(work: Path, device: str, epochs: int) -> Path:
     run = pm.train(pm.MODELS["MACEQEq"], folder / "train.xyz", folder, epochs, device)
     if run.status != "ok":
         raise RuntimeError(f"training the MD model failed: {run.status}")
-    return path
+    return Path(run.path)
 
 
 def nve_system(kind: str):
