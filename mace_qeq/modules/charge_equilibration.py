@@ -75,6 +75,13 @@ class ChargeEquilibrationBlock(torch.nn.Module):
         """Whether a batch whose largest structure has ``max_atoms`` atoms is solved iteratively."""
         return solves_iteratively(self.options(training), max_atoms)
 
+    def charge_gradient(self, potential: Tensor) -> Tensor:
+        """∂E/∂q (eV/e) of this block's energy at the equilibrated charges, given ``potential`` = Φq:
+        Φq for ½qᵀΦq (``energy="coulomb"``), zero for E_QEq (stationary there under Σq = Q)."""
+        if self.coulomb_only:
+            return potential.detach()
+        return torch.zeros_like(potential)
+
     def node_energy(self, charges: Tensor, electronegativity: Tensor, hardness: Tensor, potential: Tensor) -> Tensor:
         """The per-atom energy this block adds (eV), given ``potential`` = Φq (eV/e):
         qᵢ(χᵢ + ½Jᵢqᵢ + ½(Φq)ᵢ), or ½qᵢ(Φq)ᵢ with ``energy="coulomb"``."""

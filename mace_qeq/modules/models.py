@@ -218,8 +218,7 @@ class MACEQEq(ScaleShiftMACE):
         charge_gradient = grads[-1]
         if charge_gradient is None:
             charge_gradient = torch.zeros_like(charges)
-        if self.charge_equilibration.coulomb_only:
-            charge_gradient = charge_gradient + split.potential.detach()  # ∂(½qᵀΦq)/∂q
+        charge_gradient = charge_gradient + self.charge_equilibration.charge_gradient(split.potential)
         features = split.features[:, : self.num_qeq_features]
         electronegativity, hardness = self.qeq_readout(features, node_attrs, node_heads)
         response = response_energy(solver, electronegativity, hardness, charges, split.potential, charge_gradient)
@@ -383,9 +382,7 @@ class MACEQEq(ScaleShiftMACE):
         if respond and not staged:
             # Iterative charges are constants: add their response (see response_energy), so that forces and
             # stress are those of E(q*(R)) also where E is not stationary in q.
-            charge_gradient = torch.zeros_like(charges)
-            if self.charge_equilibration.coulomb_only:
-                charge_gradient = electrostatic_potential.detach()  # ∂(½qᵀΦq)/∂q
+            charge_gradient = self.charge_equilibration.charge_gradient(electrostatic_potential)
             if self.charge_feedback:
                 grads = torch.autograd.grad([node_inter_es.sum()], [charges], retain_graph=True, allow_unused=True)
                 gradient = grads[0]

@@ -339,7 +339,8 @@ def train(*args, **kwargs):
         path = handler.io._get_latest_checkpoint_path(swa=swa)  # pylint: disable=protected-access
         if path is None:
             continue
-        handler.load_latest(state=state, swa=swa, device=kwargs["device"])
+        checkpoint, _ = handler.io.load(path, device=kwargs["device"])
+        handler.builder.load_checkpoint(state=state, checkpoint=checkpoint, strict=False)
         refit = refit_energy_offsets(model, kwargs["train_loader"].dataset, plan.free_heads, plan.batch_size,
                                      kwargs["device"], skip_heads=plan.skip_heads, seed=plan.seed)
         log_refit(refit)

@@ -19,6 +19,11 @@ TINY = ["--num_channels", "8", "--max_L", "0", "--max_ell", "1", "--correlation"
         "--default_dtype", "float64", "--seed", "1", "--E0s", "isolated", "--valid_fraction", "0.2"]
 
 
+def checkpoint_epoch(path):
+    """The epoch of tiny_run-1_epoch-<e>.pt (Stage One) or tiny_run-1_epoch-<e>_swa.pt (Stage Two)."""
+    return int(path.stem.split("epoch-")[1].split("_")[0])
+
+
 def run(command, cwd, check=True):
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
@@ -68,8 +73,7 @@ def test_training_writes_model_compiled_model_and_checkpoints(trained):
     assert trained_model_path(folder, "tiny", compiled=True).exists()
     # the refit after training wrote each stage's checkpoint back to its own file (Stage Two from epoch 1)
     for checkpoint in (folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"):
-        epoch = int(checkpoint.stem.split("epoch-")[1].split("_")[0])
-        assert checkpoint.stem.endswith("_swa") == (epoch >= 1), checkpoint.name
+        assert checkpoint.stem.endswith("_swa") == (checkpoint_epoch(checkpoint) >= 1), checkpoint.name
     assert list((folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"))
     assert "WeightedEnergyForcesChargesDipoleLoss" in log
     assert "RMSE_Q=" in log and "RMSE Q / me" in log
@@ -136,8 +140,8 @@ def test_compiled_model_needs_neither_plugin_nor_extensions(trained):
 
 def test_restart_from_checkpoint_continues(trained, data):
     folder, _ = trained
-    # tiny_run-1_epoch-<e>.pt (Stage One) and tiny_run-1_epoch-<e>_swa.pt (Stage Two, loaded first)
-    saved = sorted((int(p.stem.split("epoch-")[1].split("_")[0]), p.name.endswith("_swa.pt"), p.name)
+    # at the same epoch, the Stage Two checkpoint is the one loaded
+    saved = sorted((checkpoint_epoch(p), p.name.endswith("_swa.pt"), p.name)
                    for p in (folder / "checkpoints").glob("tiny_run-1_epoch-*.pt"))
     last_epoch, _, last = saved[-1]
     log = qeq_train(folder, "--name", "tiny", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "3",
