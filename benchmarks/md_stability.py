@@ -15,7 +15,8 @@ and periodic cells (``nacl_transfer`` + ``nacl_periodic`` sets, made on first us
 Langevin (600 K, 1 fs, friction 0.01/fs, 20 ps): each system of the demo set
 (Ag3⁺, Ag3⁻, Na4Cl4, Na4Cl3⁺, Na3Cl4⁻) with the demo model (``mace_qeq_demo``,
 trained here on first use): steps completed, largest |q|, closest approach,
-energy range, and whether the cluster stayed together.
+energy range, whether the cluster stayed together, and GFN2-xTB's energy of the
+frame of lowest model energy (a hole is where the model is far below it).
 
 Writes results/md_stability.{json,md} and md_stability_nve.png.
 """
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import ase.io
+from ase import Atoms
 import numpy as np
 import peer_models as pm
 import torch
@@ -125,6 +127,7 @@ def run_langevin(model: Path, config_type: str, steps: int, device: str):
     from mace_qeq.calculators import MACEQEqCalculator
     from mace_qeq.datasets import DEFAULT_DATASET
     from mace_qeq.datasets.md_sampling import is_connected
+    from mace_qeq.datasets.xtb import label
 
     reference = next(a for a in ase.io.read(DEFAULT_DATASET, ":") if a.info["config_type"] == config_type)
     atoms = reference.copy()
@@ -133,15 +136,18 @@ def run_langevin(model: Path, config_type: str, steps: int, device: str):
     MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(3))
     dynamics = Langevin(atoms, 1.0 * units.fs, temperature_K=600, friction=0.01 / units.fs, fixcm=False,
                         rng=np.random.default_rng(4))
-    stats = {"largest_charge": 0.0, "closest_approach": np.inf, "energies": [], "together": True}
+    stats = {"largest_charge": 0.0, "closest_approach": np.inf, "energies": [], "together": True, "lowest": None}
 
     def record():
         q = np.abs(atoms.calc.results["charges"]).max()
         distances = atoms.get_all_distances() + np.eye(len(atoms)) * 1e9
+        energy = atoms.get_potential_energy()
         stats["largest_charge"] = max(stats["largest_charge"], float(q))
         stats["closest_approach"] = min(stats["closest_approach"], float(distances.min()))
-        stats["energies"].append(atoms.get_potential_energy())
+        stats["energies"].append(energy)
         stats["together"] &= bool(is_connected(atoms))
+        if stats["lowest"] is None or energy < stats["lowest"].info["model_energy"]:
+            stats["lowest"] = Atoms(atoms.numbers, atoms.positions, info={"model_energy": energy})
 
     dynamics.attach(record, interval=20)
     start = time.perf_counter()
@@ -151,10 +157,14 @@ def run_langevin(model: Path, config_type: str, steps: int, device: str):
     except Exception as error:  # a blow-up: report it, not crash the benchmark
         status = f"stopped at step {dynamics.nsteps}: {error}"
     energies = np.asarray(stats["energies"])
+    # A hole is a geometry the model puts far below the reference: GFN2-xTB on the lowest frame tells
+    lowest = stats["lowest"]
+    charge = int(reference.info["total_charge"])
     return {"config_type": config_type, "atoms": len(atoms), "steps_done": dynamics.nsteps, "status": status,
             "largest_abs_charge": stats["largest_charge"], "closest_approach": stats["closest_approach"],
             "energy_min": float(energies.min()), "energy_max": float(energies.max()),
             "reference_energy": float(reference.info["REF_energy"]), "stayed_together": stats["together"],
+            "lowest_frame_xtb_energy": float(label(lowest, charge).info["REF_energy"]),
             "seconds": time.perf_counter() - start}
 
 
@@ -230,14 +240,20 @@ def write_markdown(result: dict, output: Path) -> None:
     if "langevin" in result:
         lang = result["langevin"]
         lines += ["", "## Langevin 600 K (1 fs, friction 0.01/fs) with the demo model", "",
-                  f"{lang['steps']} steps ({lang['steps'] / 1000:.0f} ps) per system. Command: `{lang['command']}`", "",
-                  "| system | status | steps | max |q| (e) | closest approach (Å) | E range (eV) | xTB E of the start (eV) | stayed together |",
-                  "|---|---|---:|---:|---:|---|---:|---|"]
+                  f"{lang['steps']} steps ({lang['steps'] / 1000:.0f} ps) per system; model: "
+                  f"`{Path(lang['model']).name}` of `mace_qeq_demo`. Command: `{lang['command']}`", "",
+                  "The lowest frame is the one of lowest model energy; model − xTB there is the depth of any hole "
+                  "the run fell into (≈ the model's error where it has data).", "",
+                  "| system | status | steps | max |q| (e) | closest approach (Å) | E range (eV) | xTB E of the start (eV) "
+                  "| lowest frame: model − xTB (eV) | stayed together |",
+                  "|---|---|---:|---:|---:|---|---:|---:|---|"]
         for row in lang["rows"]:
+            depth = row.get("lowest_frame_xtb_energy")
+            depth = "—" if depth is None else f"{row['energy_min'] - depth:+.2f}"
             lines.append(f"| {row['config_type']} | {row['status']} | {row['steps_done']} | "
                          f"{row['largest_abs_charge']:.2f} | {row['closest_approach']:.2f} | "
                          f"{row['energy_min']:.2f} … {row['energy_max']:.2f} | {row['reference_energy']:.2f} | "
-                         f"{row['stayed_together']} |")
+                         f"{depth} | {row['stayed_together']} |")
     (output / "md_stability.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

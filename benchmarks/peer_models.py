@@ -362,13 +362,26 @@ def evaluate(run: Run, test: Sequence, device: str = "cpu"):
 
 
 def errors_by_type(predictions) -> Dict[str, dict]:
-    """Test RMSEs overall ("all") and per config_type."""
+    """Test RMSEs overall ("all") and per config_type, with the energy error split by :func:`energy_offset`."""
     from mace_qeq.analysis import test_errors
 
-    out = {"all": test_errors(predictions).as_dict()}
-    for config_type in sorted(set(predictions.config_type)):
-        out[config_type] = test_errors(predictions, config_type).as_dict()
+    types = sorted(set(predictions.config_type))
+    out = {"all": {**test_errors(predictions).as_dict(), **energy_offset(predictions, types)}}
+    for config_type in types:
+        out[config_type] = {**test_errors(predictions, config_type).as_dict(),
+                            **energy_offset(predictions, [config_type])}
     return out
+
+
+def energy_offset(predictions, config_types: Sequence[str]) -> Dict[str, float]:
+    """The per-atom energy error e = (E − E_ref)/N of the structures of ``config_types`` split into its
+    mean (a constant offset per atom, which no force and no MD sees) and the standard deviation about it
+    (the error of relative energies): RMSE² = offset² + spread², meV/atom."""
+    chosen = np.isin(np.asarray(predictions.config_type), list(config_types))
+    error = (np.asarray(predictions.energy) - np.asarray(predictions.energy_ref)) \
+        / np.asarray(predictions.atoms_per_structure) * 1000.0
+    return {"energy_offset_mev_per_atom": float(error[chosen].mean()),
+            "energy_spread_mev_per_atom": float(error[chosen].std())}
 
 
 def hardware(device: str) -> str:

@@ -7,6 +7,7 @@
     python benchmarks/peers.py --train my.xyz --test my_test.xyz --name mine --epochs 100   # your data
     python benchmarks/peers.py --train ag3_train.xyz --test ag3_test.xyz --name ag3   # a 4G-HDNNP DFT set
     python benchmarks/peers.py --set nacl_transfer                      # transfer to unseen charges and sizes
+    python benchmarks/peers.py --set carbon_chain --seeds 3 --models MACE+embedding MACEQEq   # seed spread
 
 Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
 installed, PolarMACE, MACEQEq with and without charge labels) is trained by its
@@ -28,6 +29,10 @@ model on each unseen group next to its in-distribution errors.
 ``--learning-curve N …`` trains MACEQEq and MACE + embedding (or ``--models``)
 on N structures of the pool instead, with the set's epochs, and writes
 ``results/peers_<set>_learning_curve.{json,md,png}``.
+
+``--seeds N`` trains each model (or ``--models``) with seeds 1 … N on the
+set's training file and writes the mean and spread to
+``results/peers_<set>_seeds.{json,md}``.
 
 ``--quick`` trains on 250 structures for a third of the epochs and leaves out
 PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
@@ -58,6 +63,8 @@ def run_set(name: str, args, models, budget) -> dict:
         return learning_curve(name, spec, pool, test, folder, epochs, models, args)
     train_file = folder / f"train_{train_size}.xyz"
     ase.io.write(train_file, pm.subset(pool, train_size))
+    if args.seeds > 1:
+        return seed_spread(name, spec, train_file, test, folder, epochs, models, args)
     print(f"== {name}: {spec.description}; {train_size} training, {len(test)} test structures, {epochs} epochs",
           flush=True)
     runs, errors, predictions = {}, {}, {}
@@ -107,6 +114,55 @@ def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict
               "hardware": pm.hardware(args.device), "curve": curve}
     write_learning_curve(name, result, args)
     return result
+
+
+def seed_spread(name, spec, train_file, test, folder, epochs, models, args) -> dict:
+    """Overall test errors of each model trained with seeds 1 … ``args.seeds`` on the set's training file.
+
+    The seed sets the initial weights, the validation split and the batch order, so the spread over
+    seeds is the noise a single-seed difference between two models must exceed. Seed 1 is the main
+    table's run (reused when it is there).
+    """
+    print(f"== {name}: seeds 1 … {args.seeds}, {len(test)} test structures, {epochs} epochs", flush=True)
+    keys = ("energy_mev_per_atom", "forces_mev_per_a", "charges_me")
+    spread = {}
+    for model in models:
+        spread[model.name] = []
+        for seed in range(1, args.seeds + 1):
+            subfolder = model.name.replace("+", "_") + ("" if seed == 1 else f"_seed{seed}")
+            run = pm.train(model, train_file, folder / subfolder, epochs, args.device,
+                           extra=[] if seed == 1 else ["--seed", str(seed)], memory_gb=args.memory_gb,
+                           reuse=not args.retrain)
+            prediction = pm.evaluate(run, test, args.device)
+            errors = pm.errors_by_type(prediction)["all"] if prediction is not None else {}
+            spread[model.name].append({"seed": seed, "status": run.status, **{k: errors.get(k) for k in keys}})
+            print(f"  {model.name:24s} seed {seed}: E {pm.fmt(errors.get('energy_mev_per_atom'), 2)} meV/atom  "
+                  f"F {pm.fmt(errors.get('forces_mev_per_a'))} meV/Å  ({run.status})", flush=True)
+    result = {"set": name, "description": spec.description, "test_structures": len(test), "epochs": epochs,
+              "hardware": pm.hardware(args.device), "seeds": spread}
+    stem = args.output / f"peers_{name}_seeds"
+    pm.write_json(stem.with_suffix(".json"), result)
+    lines = [f"# Seed spread on {name}", "", f"{spec.description}.", "",
+             f"The main table's protocol (`peers_{name}.md`) with seeds 1 … {args.seeds} (the seed sets the initial "
+             f"weights, the validation split and the batch order); {len(test)} test structures, {epochs} epochs. "
+             f"Hardware: {result['hardware']}. Command: `{args.command}`", "",
+             "Test RMSE, mean ± standard deviation over seeds, and each seed's E meV/atom / F meV/Å:", "",
+             "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | per seed |", "|---|---:|---:|---|"]
+    for model, rows in spread.items():
+        each = ", ".join(f"{pm.fmt(r['energy_mev_per_atom'], 2)} / {pm.fmt(r['forces_mev_per_a'])}" for r in rows)
+        lines.append(f"| {model} | {mean_and_spread(rows, 'energy_mev_per_atom', 2)} | "
+                     f"{mean_and_spread(rows, 'forces_mev_per_a', 1)} | {each} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return result
+
+
+def mean_and_spread(rows, key: str, digits: int) -> str:
+    """Mean ± sample standard deviation of ``key`` over seeds ("—" if a seed failed)."""
+    values = [row[key] for row in rows]
+    if any(v is None for v in values):
+        return "—"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def write_learning_curve(name, result, args):
@@ -168,6 +224,14 @@ def write(name, result, predictions, args):
             cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 1)} ({pm.fmt(errors[t]['forces_mev_per_a'])})"
                      if t in errors else "—" for t in ["all"] + unseen]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines += ["", "The same energy errors split into a constant offset per atom (the mean signed error, which no "
+                  "force sees) and the spread about it (the error of relative energies), offset / spread meV/atom:",
+                  "", "| model | in distribution | " + " | ".join(t[len("unseen "):] for t in unseen) + " |",
+                  "|---|---:|" + "---:|" * len(unseen)]
+        for model, errors in result["errors"].items():
+            cells = [f"{errors[t]['energy_offset_mev_per_atom']:+.1f} / {errors[t]['energy_spread_mev_per_atom']:.1f}"
+                     if "energy_offset_mev_per_atom" in errors.get(t, {}) else "—" for t in ["all"] + unseen]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     if types:
         lines += ["", "Per configuration type, E meV/atom / F meV/Å:", "",
                   "| model | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
@@ -193,6 +257,8 @@ def main():
     parser.add_argument("--train-size", type=int, help="override the set's training structures")
     parser.add_argument("--learning-curve", type=int, nargs="*", default=[],
                         help="training-set sizes: the learning curve of MACEQEq and MACE + embedding instead")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each model with seeds 1 … N instead and tabulate the spread over seeds")
     parser.add_argument("--retrain", action="store_true", help="train again models already trained alike")
     parser.add_argument("--ablation", action="store_true",
                         help=f"also MACEQEq with each default switched off: {', '.join(pm.ABLATIONS)}")

@@ -1,5 +1,5 @@
 """benchmarks/peers.py on a tiny budget writes every column of its tables, a parity figure and a
-learning curve, evaluates every model with the stock calculator, and reuses what it trained."""
+learning curve and a seed spread, evaluates every model with the stock calculator, and reuses what it trained."""
 
 import json
 import subprocess
@@ -7,10 +7,30 @@ import sys
 from pathlib import Path
 
 import ase.io
+import numpy as np
+import pytest
 
+from mace_qeq.analysis.evaluate import Predictions
 from mace_qeq.datasets import DEFAULT_DATASET
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from peer_models import errors_by_type  # noqa: E402
+
+
+def test_energy_error_splits_into_an_offset_and_a_spread():
+    # per-atom errors +50, +100 meV (type a, 2 atoms each) and −100 meV (type b, 3 atoms)
+    zeros = [np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((3, 3))]
+    predictions = Predictions(config_type=["a", "a", "b"], atoms_per_structure=[2, 2, 3], energy=[1.1, 1.2, 3.0],
+                              energy_ref=[1.0, 1.0, 3.3], forces=zeros, forces_ref=zeros,
+                              elements=[np.ones(2, int), np.ones(2, int), np.ones(3, int)])
+    errors = errors_by_type(predictions)
+    assert errors["a"]["energy_offset_mev_per_atom"] == pytest.approx(75.0)
+    assert errors["a"]["energy_spread_mev_per_atom"] == pytest.approx(25.0)
+    assert errors["b"]["energy_offset_mev_per_atom"] == pytest.approx(-100.0)
+    for group in errors.values():  # RMSE² = offset² + spread²
+        assert group["energy_mev_per_atom"] ** 2 == pytest.approx(
+            group["energy_offset_mev_per_atom"] ** 2 + group["energy_spread_mev_per_atom"] ** 2)
 
 
 def run_peers(tmp_path, *arguments):
@@ -49,3 +69,12 @@ def test_peer_benchmark_on_user_files(tmp_path):
     for text in ("| training structures | MACEQEq | MACE+embedding |", "| 20 |", "| 30 |", "Hardware:"):
         assert text in curve
     assert (tmp_path / "results" / "peers_ag3_learning_curve.png").stat().st_size > 1000
+
+    # The seed spread reuses the main run as seed 1 and trains seed 2 with mace's --seed.
+    spread_log = run_peers(tmp_path, "--seeds", "2", "--models", "MACEQEq")
+    spread = json.loads((tmp_path / "results" / "peers_ag3_seeds.json").read_text())["seeds"]["MACEQEq"]
+    assert [row["seed"] for row in spread] == [1, 2]
+    assert spread[0]["energy_mev_per_atom"] == data["errors"]["MACEQEq"]["all"]["energy_mev_per_atom"], spread_log
+    assert spread[1]["energy_mev_per_atom"] != spread[0]["energy_mev_per_atom"]
+    table = (tmp_path / "results" / "peers_ag3_seeds.md").read_text()
+    assert "| MACEQEq | " in table and " ± " in table
