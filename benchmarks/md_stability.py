@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 import ase.io
-from ase import Atoms
 import numpy as np
 import peer_models as pm
 import torch
+from ase import Atoms
 from mace_qeq.training import trained_model_path
 
 NVE_CASES = {
@@ -121,6 +121,7 @@ def run_nve(model: Path, kind: str, charge: int, dtype: str, method: str, tolera
 
 def run_langevin(model: Path, config_type: str, steps: int, device: str):
     from ase import units
+    from ase.calculators.calculator import CalculationFailed
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
@@ -157,14 +158,16 @@ def run_langevin(model: Path, config_type: str, steps: int, device: str):
     except Exception as error:  # a blow-up: report it, not crash the benchmark
         status = f"stopped at step {dynamics.nsteps}: {error}"
     energies = np.asarray(stats["energies"])
-    # A hole is a geometry the model puts far below the reference: GFN2-xTB on the lowest frame tells
-    lowest = stats["lowest"]
-    charge = int(reference.info["total_charge"])
+    # the depth of a hole: GFN2-xTB's energy of the frame the model puts lowest (None if xTB fails there)
+    try:
+        lowest_xtb = float(label(stats["lowest"], int(reference.info["total_charge"])).info["REF_energy"])
+    except CalculationFailed:
+        lowest_xtb = None
     return {"config_type": config_type, "atoms": len(atoms), "steps_done": dynamics.nsteps, "status": status,
             "largest_abs_charge": stats["largest_charge"], "closest_approach": stats["closest_approach"],
             "energy_min": float(energies.min()), "energy_max": float(energies.max()),
             "reference_energy": float(reference.info["REF_energy"]), "stayed_together": stats["together"],
-            "lowest_frame_xtb_energy": float(label(lowest, charge).info["REF_energy"]),
+            "lowest_frame_xtb_energy": lowest_xtb,
             "seconds": time.perf_counter() - start}
 
 
