@@ -365,23 +365,22 @@ def errors_by_type(predictions) -> Dict[str, dict]:
     """Test RMSEs overall ("all") and per config_type, with the energy error split by :func:`energy_offset`."""
     from mace_qeq.analysis import test_errors
 
-    types = sorted(set(predictions.config_type))
-    out = {"all": {**test_errors(predictions).as_dict(), **energy_offset(predictions, types)}}
-    for config_type in types:
-        out[config_type] = {**test_errors(predictions, config_type).as_dict(),
-                            **energy_offset(predictions, [config_type])}
+    out = {}
+    for config_type in [None] + sorted(set(predictions.config_type)):
+        out["all" if config_type is None else config_type] = {
+            **test_errors(predictions, config_type).as_dict(), **energy_offset(predictions, config_type)}
     return out
 
 
-def energy_offset(predictions, config_types: Sequence[str]) -> Dict[str, float]:
-    """The per-atom energy error e = (E − E_ref)/N of the structures of ``config_types`` split into its
-    mean (a constant offset per atom, which no force and no MD sees) and the standard deviation about it
-    (the error of relative energies): RMSE² = offset² + spread², meV/atom."""
-    chosen = np.isin(np.asarray(predictions.config_type), list(config_types))
+def energy_offset(predictions, config_type: Optional[str] = None) -> Dict[str, float]:
+    """The per-atom energy error e = (E − E_ref)/N over all structures, or those of one ``config_type``
+    (as ``test_errors``), split into its mean (a constant offset per atom, which no force and no MD sees)
+    and the standard deviation about it (the error of relative energies): RMSE² = offset² + spread², meV/atom."""
+    keep = [config_type is None or c == config_type for c in predictions.config_type]
     error = (np.asarray(predictions.energy) - np.asarray(predictions.energy_ref)) \
         / np.asarray(predictions.atoms_per_structure) * 1000.0
-    return {"energy_offset_mev_per_atom": float(error[chosen].mean()),
-            "energy_spread_mev_per_atom": float(error[chosen].std())}
+    return {"energy_offset_mev_per_atom": float(error[keep].mean()),
+            "energy_spread_mev_per_atom": float(error[keep].std())}
 
 
 def hardware(device: str) -> str:
