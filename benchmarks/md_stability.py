@@ -23,6 +23,7 @@ Writes results/md_stability.{json,md} and md_stability_nve.png.
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -178,11 +179,17 @@ def main():
     parser.add_argument("--langevin-steps", type=int, default=20000, help="Langevin steps (1 fs): 20 ps")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs of the NVE model")
     parser.add_argument("--quick", action="store_true", help="NVE with four solver settings, not six")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the models again (they are kept in --work-dir; retrain after changing mace-qeq)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "md")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.retrain:
+        for folder in (("nacl_md",) if args.part == "nve" else ("demo",) if args.part == "langevin" else
+                       ("nacl_md", "demo")):
+            shutil.rmtree(args.work_dir / folder, ignore_errors=True)
     path = args.output / "md_stability.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     result.update({"hardware": pm.hardware(args.device), "date": time.strftime("%Y-%m-%d")})
@@ -216,8 +223,8 @@ def main():
                   f"{row['largest_abs_charge']:.2f} e, closest {row['closest_approach']:.2f} Å, E in "
                   f"[{row['energy_min']:.2f}, {row['energy_max']:.2f}] eV, together {row['stayed_together']}", flush=True)
         result["langevin"] = {"rows": langevin, "steps": args.langevin_steps, "model": str(demo),
-                              "command": "python benchmarks/md_stability.py --part langevin --langevin-steps "
-                                         f"{args.langevin_steps}"}
+                              "command": "python benchmarks/md_stability.py --part langevin --retrain "
+                                         f"--langevin-steps {args.langevin_steps}"}
     pm.write_json(path, result)
     write_markdown(result, args.output)
 

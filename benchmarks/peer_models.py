@@ -104,10 +104,11 @@ ABLATIONS = {
     "MACEQEq-no-feedback": ["--qeq_charge_feedback", "False"],
     "MACEQEq-no-ZBL": ["--pair_repulsion", "False"],
     "MACEQEq-no-floor": ["--qeq_energy_floor", "0"],
+    "MACEQEq-no-wall": ["--qeq_contact_wall", "0"],
     "MACEQEq-no-chi-bound": ["--qeq_charge_range", "0"],
-    #: the charge model of mace-qeq 0.1.0: unbounded χ, J ≥ 0.1 eV/e², no ZBL, no floor.
+    #: the charge model of mace-qeq 0.1.0: unbounded χ, J ≥ 0.1 eV/e², no ZBL, no floor, no wall.
     "MACEQEq-unbounded": ["--qeq_charge_range", "0", "--qeq_minimum_hardness", "0.1", "--pair_repulsion", "False",
-                          "--qeq_energy_floor", "0"],
+                          "--qeq_energy_floor", "0", "--qeq_contact_wall", "0"],
 }
 MODELS.update({name: Model(name, MODELS["MACEQEq"].command + flags, charge_labels=True)
                for name, flags in ABLATIONS.items()})

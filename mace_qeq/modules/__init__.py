@@ -9,6 +9,7 @@ import mace  # noqa: F401  (first: see the module docstring)
 
 from .charge_embedding import ChargeEmbedding
 from .charge_equilibration import ChargeEquilibrationBlock
+from .contact_wall import ClosestContactWall
 from .energy_floor import PerAtomEnergyFloor
 from .models import MACEQEq
 from .readouts import ElectronegativityHardnessReadout, GaussianWidths

@@ -29,6 +29,7 @@ from mace_qeq.electrostatics.iterative import IterativeSolver, response_energy
 
 from .charge_embedding import ChargeEmbedding
 from .charge_equilibration import ChargeEquilibrationBlock
+from .contact_wall import ClosestContactWall
 from .energy_floor import PerAtomEnergyFloor
 from .overlaps import refuse_overlapping_atoms
 from .readouts import ElectronegativityHardnessReadout, GaussianWidths
@@ -46,11 +47,13 @@ QEQ_OPTIONS: Dict[str, Any] = {
     "qeq_minimum_hardness": 1.0,
     "qeq_energy_floor": 5.0,
     "qeq_universal_repulsion": True,
+    "qeq_contact_wall": 10.0,
 }
 
-#: What models saved by mace-qeq 0.1.0 did, for the options they did not store.
+#: What models saved before an option existed (mace-qeq 0.1.0 lacks them all) did, for the options they did not store.
 LEGACY_OPTIONS: Dict[str, Any] = {"qeq_charge_range": 0.0, "qeq_minimum_hardness": 0.1,
-                                  "qeq_energy_floor": None, "qeq_universal_repulsion": False}
+                                  "qeq_energy_floor": None, "qeq_universal_repulsion": False,
+                                  "qeq_contact_wall": None}
 
 
 class BackwardSplit(NamedTuple):
@@ -86,6 +89,9 @@ class MACEQEq(ScaleShiftMACE):
             :class:`~.repulsion.UniversalRepulsion` (universal screening, zero at
             bonding distances), added in eV, not multiplied by MACE's energy
             scale (False: mace's ZBL, scaled, as in models saved before this option).
+        qeq_contact_wall: stiffness κ (eV/Å³) of the wall κ (r₀ − r)³ below the
+            closest approach r₀ of each pair of elements in training
+            (:class:`~.contact_wall.ClosestContactWall`; None or 0: no wall).
 
     Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
     """
@@ -102,6 +108,7 @@ class MACEQEq(ScaleShiftMACE):
         qeq_minimum_hardness: float = 1.0,
         qeq_energy_floor: Optional[float] = 5.0,
         qeq_universal_repulsion: bool = True,
+        qeq_contact_wall: Optional[float] = 10.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -131,6 +138,7 @@ class MACEQEq(ScaleShiftMACE):
         self.qeq_minimum_hardness = qeq_minimum_hardness
         self.qeq_energy_floor = qeq_energy_floor if qeq_energy_floor else None
         self.qeq_universal_repulsion = qeq_universal_repulsion
+        self.qeq_contact_wall = qeq_contact_wall if qeq_contact_wall else None
         if qeq_universal_repulsion and hasattr(self, "pair_repulsion_fn"):
             self.pair_repulsion_fn = UniversalRepulsion(p=int(self.pair_repulsion_fn.p))
 
@@ -151,6 +159,8 @@ class MACEQEq(ScaleShiftMACE):
             self.charge_embedding = ChargeEmbedding(self.num_qeq_features)
         if self.qeq_energy_floor is not None:
             self.energy_floor = PerAtomEnergyFloor(len(atomic_numbers), len(self.heads), self.qeq_energy_floor)
+        if self.qeq_contact_wall is not None:
+            self.contact_wall = ClosestContactWall(len(atomic_numbers), self.qeq_contact_wall)
 
     def __setstate__(self, state):
         for key, value in LEGACY_OPTIONS.items():
@@ -171,6 +181,7 @@ class MACEQEq(ScaleShiftMACE):
             "qeq_minimum_hardness": self.qeq_minimum_hardness,
             "qeq_energy_floor": self.qeq_energy_floor,
             "qeq_universal_repulsion": self.qeq_universal_repulsion,
+            "qeq_contact_wall": self.qeq_contact_wall,
         }
 
     def staged_energy(
@@ -377,6 +388,8 @@ class MACEQEq(ScaleShiftMACE):
             node_inter_es = learned + pair_node_energy
         else:  # ZBL scaled as mace scales it
             node_inter_es = learned + torch.atleast_1d(self.scale_shift.scale)[node_heads] * pair_node_energy
+        if hasattr(self, "contact_wall"):  # no pair closer than in training
+            node_inter_es = node_inter_es + self.contact_wall(lengths, node_attrs, data["edge_index"], training)
         not_stationary = self.charge_feedback or self.charge_equilibration.coulomb_only
         respond = solver is not None and torch.is_grad_enabled() and not_stationary
         if respond and not staged:

@@ -92,7 +92,8 @@ def to_maceqeq(backbone: torch.nn.Module, options: Dict[str, Any]) -> MACEQEq:
     model = MACEQEq(**config, **options)
     model.to(next(backbone.parameters()).dtype)
     missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
-    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.", "energy_floor.")
+    new = ("qeq_readout.", "gaussian_widths.", "charge_embedding.", "charge_equilibration.", "energy_floor.",
+           "contact_wall.")
     if unexpected or any(not key.startswith(new) for key in missing):
         raise RuntimeError(f"backbone weights do not fit MACEQEq: missing {missing}, unexpected {unexpected}")
     return model
@@ -206,8 +207,8 @@ def remove_pt_head(model: torch.nn.Module, head_to_keep=None) -> torch.nn.Module
         else:  # buffers (output masks) of the single-head layers stay as built
             continue
         state[f"qeq_readout.{name}"] = value
-    for name, value in model.state_dict().items():  # head-independent: widths, charge embedding
-        if name.startswith(("gaussian_widths.", "charge_embedding.")):
+    for name, value in model.state_dict().items():  # head-independent: widths, charge embedding, contacts
+        if name.startswith(("gaussian_widths.", "charge_embedding.", "contact_wall.")):
             state[name] = value
     if hasattr(model, "energy_floor"):  # [elements, heads]
         state["energy_floor.running_minimum"] = model.energy_floor.running_minimum[:, index : index + 1]

@@ -18,9 +18,7 @@ MIN_REPULSION = 5.0  # eV above the scan's minimum at ≤ 0.4 Å
 
 
 @pytest.fixture(scope="module")
-def calculator(tmp_path_factory):
-    from mace_qeq.calculators import MACEQEqCalculator
-
+def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("close_contact")
     command = [sys.executable, "-m", "mace_qeq.cli.run_train", "--name", "fresh", "--work_dir", str(folder),
                "--train_file", str(DEFAULT_DATASET), "--valid_fraction", "0.1", "--E0s", "isolated",
@@ -29,7 +27,35 @@ def calculator(tmp_path_factory):
                "--energy_key", "REF_energy", "--forces_key", "REF_forces"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    return MACEQEqCalculator(model_paths=str(folder / "fresh.model"), device="cpu", default_dtype="float64")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calculator(trained):
+    from mace_qeq.calculators import MACEQEqCalculator
+
+    return MACEQEqCalculator(model_paths=str(trained / "fresh.model"), device="cpu", default_dtype="float64")
+
+
+def test_the_wall_starts_at_the_closest_pairs_of_the_training_structures(trained, calculator):
+    """mace's training loop sets r₀ of the contact wall to the closest approach of each pair of elements in
+    the training structures (the indices mace holds out for validation count without the isolated atoms), and validation does not
+    lower it."""
+    structures = [a for a in ase.io.read(DEFAULT_DATASET, ":") if a.info["config_type"] != "IsolatedAtom"]
+    held_out = {int(line) for line in (trained / "fresh_valid_indices_1.txt").read_text().split()}
+    model = calculator.models[0]
+    elements = [int(z) for z in model.atomic_numbers]
+    closest = np.full((len(elements), len(elements)), np.inf)
+    for k, atoms in enumerate(structures):
+        if k in held_out or len(atoms) < 2:
+            continue
+        distances = atoms.get_all_distances() + np.diag(np.full(len(atoms), np.inf))
+        index = [elements.index(z) for z in atoms.numbers]
+        for i, j in zip(*np.triu_indices(len(atoms), 1)):
+            closest[index[i], index[j]] = closest[index[j], index[i]] = min(closest[index[i], index[j]],
+                                                                            distances[i, j])
+    closest[closest > float(model.r_max)] = np.inf  # no edge in the graph: never seen
+    np.testing.assert_allclose(model.contact_wall.closest_contact.numpy(), closest, rtol=1e-12)
 
 
 def first(config_type):

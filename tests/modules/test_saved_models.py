@@ -30,6 +30,7 @@ def test_old_model_predicts_what_it_did():
     model, reference = load_old()
     assert model.qeq_options()["qeq_charge_range"] == 0.0  # unbounded, as saved
     assert model.qeq_options()["qeq_minimum_hardness"] == 0.1
+    assert model.qeq_options()["qeq_contact_wall"] is None and not hasattr(model, "contact_wall")
     out = model(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]), compute_stress=True)
     for key in ("energy", "forces", "charges"):
         torch.testing.assert_close(out[key], reference[key], rtol=2e-7, atol=1e-9)
