@@ -208,7 +208,8 @@ def main():
                       f"{row['fluctuation_mev_per_atom']:.3f} meV/atom, {row['ms_per_step']:.0f} ms/step", flush=True)
         result["nve"] = {"rows": nve, "steps": args.steps, "model": str(model),
                          "command": f"python benchmarks/md_stability.py --part nve --steps {args.steps} "
-                                    f"--epochs {args.epochs}" + (" --quick" if args.quick else "")}
+                                    f"--epochs {args.epochs}" + (" --quick" if args.quick else "")
+                                    + (" --retrain" if args.retrain else "")}
     if args.part in ("langevin", "both"):
         if not (args.work_dir / "demo" / "maceqeq_demo.model").exists():
             from mace_qeq.cli.demo import main as demo_main
@@ -223,8 +224,9 @@ def main():
                   f"{row['largest_abs_charge']:.2f} e, closest {row['closest_approach']:.2f} Å, E in "
                   f"[{row['energy_min']:.2f}, {row['energy_max']:.2f}] eV, together {row['stayed_together']}", flush=True)
         result["langevin"] = {"rows": langevin, "steps": args.langevin_steps, "model": str(demo),
-                              "command": "python benchmarks/md_stability.py --part langevin --retrain "
-                                         f"--langevin-steps {args.langevin_steps}"}
+                              "command": "python benchmarks/md_stability.py --part langevin "
+                                         + ("--retrain " if args.retrain else "")
+                                         + f"--langevin-steps {args.langevin_steps}"}
     pm.write_json(path, result)
     write_markdown(result, args.output)
 

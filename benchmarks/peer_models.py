@@ -139,7 +139,7 @@ SETS: Dict[str, DataSet] = {
     "nacl_transfer": DataSet("nacl_transfer", "Na/Cl clusters at Q = 0, ±1 (Na4Cl4, Na4Cl3⁺, Na3Cl4⁻)",
                              train=400, epochs=30, structures=600),
     "nacl_periodic": DataSet("nacl_periodic", "periodic Na8Cl8 cells, neutral and with a vacancy (Q = ±1)",
-                             train=300, epochs=30, structures=400),
+                             train=300, epochs=30, structures=400, geometry_shows_charge=True),
     "lode_dimers": DataSet("lode_dimers", "LODE molecular dimers (+1/−1, +1/0, polar, apolar) at varying "
                            "separation, DFT, periodic 30 Å box", train=2000, epochs=30, source="lode"),
     "spice_dipeptides": DataSet("spice_dipeptides", "SPICE dipeptides (neutral, 42–51 atoms), DFT energies, forces, "

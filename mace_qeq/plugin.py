@@ -84,9 +84,9 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                             "the covalent-radius sum (no bond feels it), in eV (False: mace's ZBL, scaled like the "
                             "learned energy)")
     group.add_argument("--qeq_contact_wall", type=float, default=10.0,
-                       help="stiffness κ (eV/Å³) of the wall κ (r₀ − r)³ below the closest approach r₀ of each "
-                            "pair of elements in the training data, which keeps MD out of geometries the data "
-                            "never showed (0: no wall)")
+                       help="stiffness κ (eV/Å³) of the wall κ (0.85 r₀ − r)³ below 0.85 of the closest approach "
+                            "r₀ of each pair of elements in the training data, which keeps MD out of geometries "
+                            "the data never came near (0: no wall)")
     group.add_argument("--qeq_fit_elements", type=str2bool, default=True,
                        help="fit per-element χ, J (and 'average' E0s) to the training set before training")
     group.add_argument("--qeq_refit_offsets", type=str2bool, default=True,

@@ -89,8 +89,8 @@ class MACEQEq(ScaleShiftMACE):
             :class:`~.repulsion.UniversalRepulsion` (universal screening, zero at
             bonding distances), added in eV, not multiplied by MACE's energy
             scale (False: mace's ZBL, scaled, as in models saved before this option).
-        qeq_contact_wall: stiffness κ (eV/Å³) of the wall κ (r₀ − r)³ below the
-            closest approach r₀ of each pair of elements in training
+        qeq_contact_wall: stiffness κ (eV/Å³) of the wall κ (0.85 r₀ − r)³ below
+            0.85 of the closest approach r₀ of each pair of elements in training
             (:class:`~.contact_wall.ClosestContactWall`; None or 0: no wall).
 
     Overlapping atoms (closer than 0.01 Å) are refused with a ``ValueError``.
@@ -388,7 +388,7 @@ class MACEQEq(ScaleShiftMACE):
             node_inter_es = learned + pair_node_energy
         else:  # ZBL scaled as mace scales it
             node_inter_es = learned + torch.atleast_1d(self.scale_shift.scale)[node_heads] * pair_node_energy
-        if hasattr(self, "contact_wall"):  # no pair closer than in training
+        if hasattr(self, "contact_wall"):  # a wall inside the closest pairs of the training data
             node_inter_es = node_inter_es + self.contact_wall(lengths, node_attrs, data["edge_index"], training)
         not_stationary = self.charge_feedback or self.charge_equilibration.coulomb_only
         respond = solver is not None and torch.is_grad_enabled() and not_stationary
