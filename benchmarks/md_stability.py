@@ -187,8 +187,7 @@ def main():
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.retrain:
-        for folder in (("nacl_md",) if args.part == "nve" else ("demo",) if args.part == "langevin" else
-                       ("nacl_md", "demo")):
+        for folder in {"nve": ["nacl_md"], "langevin": ["demo"], "both": ["nacl_md", "demo"]}[args.part]:
             shutil.rmtree(args.work_dir / folder, ignore_errors=True)
     path = args.output / "md_stability.json"
     result = json.loads(path.read_text()) if path.exists() else {}
