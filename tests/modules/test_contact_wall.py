@@ -87,10 +87,6 @@ def test_compiled_model_has_the_same_wall():
         torch.testing.assert_close(compiled[key], eager[key], rtol=1e-10, atol=1e-10)
 
 
-def test_checkpoints_from_before_the_wall_load_without_it():
-    model = make_model()
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("contact_wall.")}
-    model.load_state_dict(state, strict=True)
-    assert torch.isinf(model.contact_wall.closest_contact).all()
+def test_stiffness_must_be_positive():
     with pytest.raises(ValueError, match="stiffness"):
         ClosestContactWall(2, stiffness=-1.0)

@@ -42,10 +42,3 @@ def test_model_predictions_on_seen_structures_are_unchanged():
     b = unbounded(to_batch(structures, [1.0, 0.0]), compute_stress=True)
     for key in ("energy", "forces", "stress"):
         torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-12)
-
-
-def test_old_checkpoints_load_without_floor_statistics():
-    model = make_model()
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("energy_floor.")}
-    model.load_state_dict(state, strict=True)
-    assert torch.isinf(model.energy_floor.running_minimum).all()

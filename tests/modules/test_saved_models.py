@@ -9,12 +9,13 @@ the exact one): the predictions agree to that, 2e-7 relative.
 
 from pathlib import Path
 
+import pytest
 import torch
 from e3nn.util import jit
 
 from mace_qeq.modules import MACEQEq
 
-from ..mace_helpers import backbone_config, nacl_cell, nacl_cluster, to_batch
+from ..mace_helpers import backbone_config, make_model, nacl_cell, nacl_cluster, to_batch
 
 torch.set_default_dtype(torch.float64)
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -55,3 +56,14 @@ def test_old_checkpoint_weights_load_into_a_new_model():
     old_bounds.load_state_dict(model.state_dict(), strict=True)
     out = old_bounds(to_batch([nacl_cluster(), nacl_cell()], [1.0, 0.0]))
     torch.testing.assert_close(out["energy"], reference["energy"], rtol=2e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("module, statistic", [("energy_floor", "running_minimum"),
+                                               ("contact_wall", "closest_contact")])
+def test_checkpoints_from_before_a_training_statistic_load_without_it(module, statistic):
+    """A checkpoint saved before the energy floor or the contact wall existed has none of its statistics:
+    it loads strictly, and the bound starts unset (inf), i.e. absent until training sets it."""
+    model = make_model()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{module}.")}
+    model.load_state_dict(state, strict=True)
+    assert torch.isinf(getattr(getattr(model, module), statistic)).all()
