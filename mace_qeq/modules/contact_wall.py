@@ -20,7 +20,8 @@ test structures of the same distribution (rattled Na/Cl cells: one Na–Cl pair
 1 Å (Na–Na at 1.8 Å, r₀ = 3.07 Å: 5.3 eV): a guard where MD at a higher
 temperature than the data's barely goes, a wall where it would fall into the
 hole. r₀ is learned like BatchNorm's statistics, but as an exact minimum:
-each training batch lowers it to its own closest pairs before the wall is
+each training batch (the global batch of all processes under
+``--distributed``) lowers it to its own closest pairs before the wall is
 evaluated, so on the training data the wall is exactly zero and does not touch
 the fit. Pairs of elements never seen together in training have no wall (ZBL
 still applies).
@@ -28,6 +29,8 @@ still applies).
 
 import torch
 from torch import Tensor
+
+from .process_minimum import minimum_over_processes
 
 #: r_w / r₀: where the wall starts, relative to the closest approach in training
 ONSET_FRACTION = 0.85
@@ -63,6 +66,7 @@ class ClosestContactWall(torch.nn.Module):
         if training:
             batch_closest = torch.full_like(closest, float("inf")).scatter_reduce(
                 0, slot, r.detach().to(closest.dtype), "amin", include_self=True)
+            batch_closest = minimum_over_processes(batch_closest)
             pairs = torch.minimum(closest, batch_closest).view(self.num_elements, self.num_elements)
             pairs = torch.minimum(pairs, pairs.transpose(0, 1))
             self.closest_contact.copy_(pairs)

@@ -16,13 +16,15 @@ m − Δ/5 softplus is the identity in floating point, so on the data and down
 to Δ/5 below it Eᵢ' = Eᵢ exactly; far below, Eᵢ' → f and the repulsion (ZBL,
 the contact wall) and the bounded electrostatics decide. m is a running estimate, updated in training like
 BatchNorm's statistics: an exponential average (momentum μ) of each batch's
-minimum per element; the margin covers its scatter and physical
+minimum per element (the global batch of all processes under ``--distributed``); the margin covers its scatter and physical
 extrapolation (a bulk atom binds a few eV more than one in a cluster).
 Elements never seen in training have no floor.
 """
 
 import torch
 from torch import Tensor
+
+from .process_minimum import minimum_over_processes
 
 
 class PerAtomEnergyFloor(torch.nn.Module):
@@ -50,6 +52,7 @@ class PerAtomEnergyFloor(torch.nn.Module):
         if training:
             batch_minimum = torch.full_like(minimum, float("inf")).scatter_reduce(
                 0, slot, energy.detach().to(minimum.dtype), "amin", include_self=True)
+            batch_minimum = minimum_over_processes(batch_minimum)
             seen = torch.isfinite(batch_minimum)
             first = seen & ~torch.isfinite(minimum)
             updated = torch.where(first, batch_minimum, (1.0 - self.momentum) * minimum + self.momentum * batch_minimum)

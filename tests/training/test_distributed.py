@@ -1,7 +1,9 @@
 """Two training processes on CPU (torchrun, gloo) train MACEQEq exactly as one process does.
 
 The global batch is the same (2 × 4 against 1 × 8 structures) and mace's loss
-is the exact global mean under DDP, so the parameters must agree to rounding.
+is the exact global mean under DDP, so the parameters must agree to rounding,
+and so must the statistics the energy floor and the contact wall learn from
+each global batch (its lowest site energies and closest pairs).
 mace computes two data statistics from each rank's share of the data (the
 force-RMS scale, and avg_num_neighbors weighted by graphs); they are fixed on
 the command line here so that both runs start from the same model.
@@ -56,4 +58,9 @@ def test_two_cpu_processes_train_exactly_like_one(tmp_path):
     assert any(name.startswith("qeq_readout.") for name in names) and any("charge_embedding" in n for n in names)
     for (name, a), b in zip(one.named_parameters(), two.parameters()):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12, msg=f"parameter {name} differs")
+    buffers = dict(two.named_buffers())
+    for name in ("energy_floor.running_minimum", "contact_wall.closest_contact"):
+        assert torch.isfinite(dict(one.named_buffers())[name]).any(), name
+        torch.testing.assert_close(buffers[name], dict(one.named_buffers())[name], rtol=1e-10, atol=1e-12,
+                                   msg=f"buffer {name} differs")
     assert not torch.equal(one.qeq_readout.electronegativity_offset, torch.zeros_like(one.qeq_readout.electronegativity_offset))
