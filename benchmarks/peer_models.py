@@ -122,9 +122,15 @@ class DataSet:
     description: str
     train: int  # training structures (validation split off by mace)
     epochs: int
-    source: str = "xtb"  # "xtb": mace_qeq_make_xtb_data --set <name>; "lode"/"spice": ../shared/datasets
+    source: str = "xtb"  # "xtb": mace_qeq_make_xtb_data --set <name>; "lode"/"spice": ../shared/datasets; "files"
     structures: int = 1000  # made by the generator
     geometry_shows_charge: bool = False
+
+    @property
+    def test_split(self) -> str:
+        """Where the test structures come from."""
+        return {"xtb": "held-out MD trajectories", "files": "the given test file"}.get(
+            self.source, "the data set's own test files")
 
 
 SETS: Dict[str, DataSet] = {

@@ -55,7 +55,7 @@ def run_set(name: str, args, models, budget) -> dict:
     pool, test, unseen = pm.load(name) if args.train is None else (
         ase.io.read(args.train, ":"), ase.io.read(args.test, ":"), [])
     spec = pm.SETS.get(name, pm.DataSet(name, f"{args.train} / {args.test}", args.train_size or len(pool),
-                                        args.epochs or 30))
+                                        args.epochs or 30, source="files"))
     train_size, epochs = budget(spec, len(pool))
     folder = args.work_dir / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,8 @@ def run_set(name: str, args, models, budget) -> dict:
               f"{pm.fmt(summary.get('energy_mev_per_atom'), 2)} meV/atom  F {pm.fmt(summary.get('forces_mev_per_a'))}"
               f" meV/Å  Q {pm.fmt(summary.get('charges_me'))} me", flush=True)
     result = {"set": name, "description": spec.description, "train_structures": train_size,
-              "test_structures": len(test), "epochs": epochs, "hardware": pm.hardware(args.device),
+              "test_structures": len(test), "test_split": spec.test_split, "epochs": epochs,
+              "hardware": pm.hardware(args.device),
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors}
     write(name, result, predictions, args)
     return result
@@ -110,8 +111,8 @@ def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict
             curve[model.name].append(point)
             print(f"  curve {model.name:16s} {count:5d}: E {pm.fmt(point.get('energy_mev_per_atom'), 2)} "
                   f"F {pm.fmt(point.get('forces_mev_per_a'))}", flush=True)
-    result = {"set": name, "description": spec.description, "test_structures": len(test), "epochs": epochs,
-              "hardware": pm.hardware(args.device), "curve": curve}
+    result = {"set": name, "description": spec.description, "test_structures": len(test),
+              "test_split": spec.test_split, "epochs": epochs, "hardware": pm.hardware(args.device), "curve": curve}
     write_learning_curve(name, result, args)
     return result
 
@@ -174,7 +175,7 @@ def write_learning_curve(name, result, args):
                         title=f"{name}: test error vs training structures")
     curve = result["curve"]
     lines = [f"# Learning curve on {name}", "", f"{result['description']}.", "",
-             f"{result['test_structures']} test structures (held-out MD trajectories), {result['epochs']} epochs, "
+             f"{result['test_structures']} test structures ({result['test_split']}), {result['epochs']} epochs, "
              f"the peer benchmark's backbone and settings; every model by its stock CLI with its defaults (Stage "
              f"Two for MACEQEq only), evaluated by the stock MACECalculator. Hardware: {result['hardware']}. "
              f"Command: `{args.command}`", "",
@@ -196,8 +197,8 @@ def write(name, result, predictions, args):
     for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
         path.replace(output / f"peers_{name}_parity.png")
     lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
-             f"{result['train_structures']} training and {result['test_structures']} test structures (held-out MD "
-             f"trajectories), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, batch 16, "
+             f"{result['train_structures']} training and {result['test_structures']} test structures "
+             f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, batch 16, "
              f"lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults (MACEQEq's "
              f"include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model the CLI "
              f"recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
