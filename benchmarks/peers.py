@@ -198,9 +198,9 @@ def write(name, result, predictions, args):
         path.replace(output / f"peers_{name}_parity.png")
     lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
              f"{result['train_structures']} training and {result['test_structures']} test structures "
-             f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, batch 16, "
-             f"lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults (MACEQEq's "
-             f"include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model the CLI "
+             f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
+             f"batch 16, lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults "
+             f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model the CLI "
              f"recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
              f"Command: `{args.command}`", "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",

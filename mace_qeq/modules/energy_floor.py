@@ -14,10 +14,11 @@ where m_{Z,h} is the lowest learned energy of element Z (head h) seen in
 training, Δ the margin and w = Δ/25 the width of the bend. Above f + 20w =
 m − Δ/5 softplus is the identity in floating point, so on the data and down
 to Δ/5 below it Eᵢ' = Eᵢ exactly; far below, Eᵢ' → f and the repulsion (ZBL,
-the contact wall) and the bounded electrostatics decide. m is a running estimate, updated in training like
-BatchNorm's statistics: an exponential average (momentum μ) of each batch's
-minimum per element (the global batch of all processes under ``--distributed``); the margin covers its scatter and physical
-extrapolation (a bulk atom binds a few eV more than one in a cluster).
+the contact wall) and the bounded electrostatics decide. m is a running
+estimate, updated in training like BatchNorm's statistics: an exponential
+average (momentum μ) of each batch's minimum per element (the global batch of
+all processes under ``--distributed``); the margin covers its scatter and
+physical extrapolation (a bulk atom binds a few eV more than one in a cluster).
 Elements never seen in training have no floor.
 """
 

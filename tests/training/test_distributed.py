@@ -58,9 +58,9 @@ def test_two_cpu_processes_train_exactly_like_one(tmp_path):
     assert any(name.startswith("qeq_readout.") for name in names) and any("charge_embedding" in n for n in names)
     for (name, a), b in zip(one.named_parameters(), two.parameters()):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12, msg=f"parameter {name} differs")
-    buffers = dict(two.named_buffers())
+    one_buffers, two_buffers = dict(one.named_buffers()), dict(two.named_buffers())
     for name in ("energy_floor.running_minimum", "contact_wall.closest_contact"):
-        assert torch.isfinite(dict(one.named_buffers())[name]).any(), name
-        torch.testing.assert_close(buffers[name], dict(one.named_buffers())[name], rtol=1e-10, atol=1e-12,
+        assert torch.isfinite(one_buffers[name]).any(), name
+        torch.testing.assert_close(two_buffers[name], one_buffers[name], rtol=1e-10, atol=1e-12,
                                    msg=f"buffer {name} differs")
     assert not torch.equal(one.qeq_readout.electronegativity_offset, torch.zeros_like(one.qeq_readout.electronegativity_offset))
