@@ -200,8 +200,8 @@ def write(name, result, predictions, args):
              f"{result['train_structures']} training and {result['test_structures']} test structures "
              f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
              f"batch 16, lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults "
-             f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model the CLI "
-             f"recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
+             f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model "
+             f"the CLI recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
              f"Command: `{args.command}`", "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
              "|---|---:|---:|---:|---:|---:|---|"]

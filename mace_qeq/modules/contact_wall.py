@@ -30,7 +30,7 @@ still applies).
 import torch
 from torch import Tensor
 
-from .process_minimum import minimum_over_processes
+from .batch_minimum import batch_minimum
 
 #: r_w / r₀: where the wall starts, relative to the closest approach in training
 ONSET_FRACTION = 0.85
@@ -64,9 +64,7 @@ class ClosestContactWall(torch.nn.Module):
         r = lengths.view(-1)
         closest = self.closest_contact.flatten()
         if training:
-            batch_closest = torch.full_like(closest, float("inf")).scatter_reduce(
-                0, slot, r.detach().to(closest.dtype), "amin", include_self=True)
-            batch_closest = minimum_over_processes(batch_closest)
+            batch_closest = batch_minimum(r, slot, closest)
             pairs = torch.minimum(closest, batch_closest).view(self.num_elements, self.num_elements)
             pairs = torch.minimum(pairs, pairs.transpose(0, 1))
             self.closest_contact.copy_(pairs)

@@ -25,7 +25,7 @@ Elements never seen in training have no floor.
 import torch
 from torch import Tensor
 
-from .process_minimum import minimum_over_processes
+from .batch_minimum import batch_minimum
 
 
 class PerAtomEnergyFloor(torch.nn.Module):
@@ -51,12 +51,10 @@ class PerAtomEnergyFloor(torch.nn.Module):
         slot = torch.argmax(node_attrs, dim=1) * self.num_heads + node_heads
         minimum = self.running_minimum.flatten()
         if training:
-            batch_minimum = torch.full_like(minimum, float("inf")).scatter_reduce(
-                0, slot, energy.detach().to(minimum.dtype), "amin", include_self=True)
-            batch_minimum = minimum_over_processes(batch_minimum)
-            seen = torch.isfinite(batch_minimum)
+            lowest = batch_minimum(energy, slot, minimum)
+            seen = torch.isfinite(lowest)
             first = seen & ~torch.isfinite(minimum)
-            updated = torch.where(first, batch_minimum, (1.0 - self.momentum) * minimum + self.momentum * batch_minimum)
+            updated = torch.where(first, lowest, (1.0 - self.momentum) * minimum + self.momentum * lowest)
             minimum = torch.where(seen, updated, minimum)
             self.running_minimum.copy_(minimum.view_as(self.running_minimum))
         floor = (minimum[slot] - self.margin).to(energy.dtype)

@@ -1,4 +1,4 @@
-"""The element-wise minimum of a training statistic over the processes of a distributed run.
+"""The lowest value per element (pair) in a training batch, over all processes of a distributed run.
 
 The energy floor and the contact wall learn from each training batch its
 lowest value per element (pair). Under ``--distributed`` each process sees
@@ -22,11 +22,14 @@ def _all_reduce_minimum(values: Tensor) -> Tensor:
     return reduced
 
 
-def minimum_over_processes(values: Tensor) -> Tensor:
-    """``values`` reduced by element-wise minimum over all processes (itself outside a process group).
+def batch_minimum(values: Tensor, slot: Tensor, like: Tensor) -> Tensor:
+    """min of ``values`` [M] per ``slot`` [M] (indices into the flat ``like``) over the global batch, in ``like``'s
+    shape and dtype; inf where no value falls.
 
     A collective: under a process group, every process must call it in the same
     order, as every training step does. Scripted models (inference) never reduce."""
+    local = torch.full_like(like, float("inf")).scatter_reduce(
+        0, slot, values.detach().to(like.dtype), "amin", include_self=True)
     if torch.jit.is_scripting():
-        return values
-    return _all_reduce_minimum(values)
+        return local
+    return _all_reduce_minimum(local)
