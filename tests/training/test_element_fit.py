@@ -1,0 +1,72 @@
+"""The element fit recovers the per-element values that made the data."""
+
+import numpy as np
+import torch
+
+from mace_qeq.training.element_fit import TrainingSample, baseline, fit_element_baseline
+
+torch.set_default_dtype(torch.float64)
+
+SIGMA = [1.0, 1.2]  # Å, elements 0 and 1
+TRUE_E0 = torch.tensor([[-1.5, -3.0]])  # eV
+TRUE_CHI = torch.tensor([-1.0, 2.0])  # eV/e
+TRUE_J = torch.tensor([6.0, 9.0])  # eV/e²
+
+
+def clusters(count=40, seed=0, total_charges=(-1.0, 0.0, 1.0)):
+    """Open clusters of 2–6 atoms of two elements at the given total charges in turn, no closer than 2 Å."""
+    rng = np.random.default_rng(seed)
+    fields = {key: [] for key in TrainingSample.__dataclass_fields__}
+    for graph in range(count):
+        size = int(rng.integers(2, 7))
+        positions = [rng.uniform(0, 4, 3)]
+        while len(positions) < size:
+            trial = rng.uniform(0, 4, 3)
+            if min(np.linalg.norm(trial - p) for p in positions) > 2.0:
+                positions.append(trial)
+        fields["positions"].append(torch.tensor(np.array(positions)))
+        fields["element"].append(torch.tensor(rng.integers(0, 2, size)))
+        fields["batch"].append(torch.full((size,), graph))
+        fields["cell"].append(torch.zeros(3, 3))
+        fields["pbc"].append(torch.zeros(3, dtype=torch.bool))
+        fields["total_charge"].append(torch.tensor(total_charges[graph % len(total_charges)]))
+        fields["energy"].append(torch.tensor(0.0))
+        fields["energy_weight"].append(torch.tensor(1.0))
+        fields["charges"].append(torch.zeros(size))
+        fields["charge_weight"].append(torch.zeros(size))
+        fields["head"].append(torch.tensor(0))
+    per_atom = ("positions", "element", "batch", "charges", "charge_weight")
+    return TrainingSample(**{key: torch.cat(value) if key in per_atom else torch.stack(value)
+                             for key, value in fields.items()})
+
+
+def labelled(sample):
+    """The sample with the energies of the true element baseline, and its charges."""
+    energy, charges = baseline(sample, TRUE_E0, TRUE_CHI, TRUE_J, torch.tensor(SIGMA))
+    sample.energy = energy
+    return sample, charges
+
+
+def test_recovers_the_element_values_from_energies_at_several_total_charges():
+    sample, _ = labelled(clusters())
+    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0)
+    # to the bias of the weak priors (10⁻⁴ ln²(J/J₀), 10⁻⁸ χ²): < 10 meV/e, 0.3 % in J
+    np.testing.assert_allclose(fit.electronegativity, TRUE_CHI.tolist(), atol=1e-2)
+    np.testing.assert_allclose(fit.hardness, TRUE_J.tolist(), rtol=1e-2)
+    np.testing.assert_allclose(fit.atomic_energies, TRUE_E0, atol=2e-3)
+    assert fit.energy_rmse_after < 1.0 < 100.0 < fit.energy_rmse_before  # meV/atom
+
+
+def test_charge_labels_pin_the_charges():
+    sample, charges = labelled(clusters(seed=1))
+    sample.charges, sample.charge_weight = charges, torch.ones_like(charges)
+    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, charges_weight=10.0)
+    assert fit.charge_rmse < 0.1  # me
+
+
+def test_given_e0s_are_kept():
+    """Heads whose E0s the user gave (not ``--E0s average``) keep them; χ and J are still fitted."""
+    sample, _ = labelled(clusters(seed=3))
+    fit = fit_element_baseline(sample, SIGMA, TRUE_E0, [False], minimum_hardness=1.0)
+    assert torch.equal(fit.atomic_energies, TRUE_E0)
+    np.testing.assert_allclose(fit.electronegativity, TRUE_CHI.tolist(), atol=1e-2)
