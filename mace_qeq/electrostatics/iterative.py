@@ -322,9 +322,8 @@ def solve_iteratively(
         coulomb = coulomb_operator(positions, sigma, structures, parameters, include_reciprocal=False)
         mesh = ewald_mesh(positions, structures, eta, options.mesh_spacing * eta, options.mesh_order)
         mesh_diagonal = coulomb_constant() * math.sqrt(2.0 / math.pi) / eta  # Φ^rec_ii for V ≫ η³
-        diagonal = hardness.detach() + coulomb_diagonal(coulomb) + torch.where(
-            structures.periodic[structures.batch], mesh_diagonal, 0.0
-        )
+        periodic = structures.periodic[structures.batch].to(hardness.dtype)
+        diagonal = hardness.detach() + coulomb_diagonal(coulomb) + mesh_diagonal * periodic
         preconditioner = long_wave_preconditioner(diagonal, positions, structures, eta)
     else:
         parameters = ewald_parameters(structures, sigma, options.accuracy, options.smearing,

@@ -124,7 +124,9 @@ def describe_structures(
             "structure {} has pbc = {}: mixed periodicity (slabs, wires) is not supported; "
             "make it periodic in all three directions or in none".format(g, flags)
         )
-    volume = torch.linalg.det(cells).abs()
+    # |a · (b × c)|: the determinant without linalg.det, whose backward fails for a float32 cell under a
+    # float64 gradient (what a float32 model gets from MACE's float64-promoted ops under a float64 default)
+    volume = (cells[:, 0] * torch.linalg.cross(cells[:, 1], cells[:, 2])).sum(dim=1).abs()
     # A cell is singular when its volume is negligible next to the box its edges span.
     edge_product = torch.linalg.norm(cells, dim=2).prod(dim=1)
     singular = periodic & ((volume <= 1e-8 * edge_product) | (edge_product == 0) | ~torch.isfinite(volume))
