@@ -13,11 +13,15 @@ all randomly initialised, float32 (production MD precision), each case in a
 fresh process so that its peak resident memory is its own. The long-range part
 is timed on its own (the QEq + Ewald block: solve, energy, forces, stress; the
 χ/J readout is a small MLP) and also shows as MACEQEq − MACE in the full
-timings. Writes ``results/scaling.{json,md,png}``.
+timings. Writes ``results/scaling.{json,md,png}`` (``scaling_cuda.*`` on a GPU).
 
     python benchmarks/scaling.py                 # CPU: ~15 min
     python benchmarks/scaling.py --quick         # up to 1,000 atoms
+    python benchmarks/scaling.py --device cuda   # GPU: 1,000 to 100,000 atoms
     python benchmarks/scaling.py --replot        # tables and plot again from results/scaling.json
+
+On a GPU the times are taken between ``torch.cuda.synchronize()`` calls and the
+memory is the peak allocated on the device above the model's.
 """
 
 import argparse
@@ -94,14 +98,26 @@ def build_model(variant, dtype):
     return model
 
 
-def to_batch(atoms):
+def to_batch(atoms, device):
     from mace import data as mace_data
     from mace.tools import AtomicNumberTable, torch_geometric
 
     config = mace_data.config_from_atoms(atoms, key_specification=mace_data.KeySpecification())
     graph = mace_data.AtomicData.from_config(config, z_table=AtomicNumberTable(ELEMENTS), cutoff=5.0)
     batch = torch_geometric.batch.Batch.from_data_list([graph]).to_dict()
-    return {k: v.to(torch.get_default_dtype()) if v.is_floating_point() else v for k, v in batch.items()}
+    return {k: v.to(device=device, dtype=torch.get_default_dtype() if v.is_floating_point() else v.dtype)
+            for k, v in batch.items()}
+
+
+def synchronised_ms(device, work):
+    """Run ``work()`` and return (its result, wall time in ms, with the device's queue drained)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, 1e3 * (time.perf_counter() - start)
 
 
 def time_long_range(model, batch):
@@ -112,41 +128,52 @@ def time_long_range(model, batch):
     block = model.charge_equilibration
     g = torch.Generator().manual_seed(1)
     n = batch["positions"].shape[0]
-    dtype = batch["positions"].dtype
-    chi = batch["node_attrs"] @ torch.tensor([1.0, -2.0, 2.0, -2.0], dtype=dtype) + 0.3 * torch.randn(
-        n, generator=g, dtype=dtype)
-    hardness = 5.0 + torch.rand(n, generator=g, dtype=dtype)
+    dtype, device = batch["positions"].dtype, batch["positions"].device
+    chi = batch["node_attrs"] @ torch.tensor([1.0, -2.0, 2.0, -2.0], dtype=dtype, device=device) + 0.3 * torch.randn(
+        n, generator=g, dtype=dtype).to(device)
+    hardness = 5.0 + torch.rand(n, generator=g, dtype=dtype).to(device)
     sigma = model.gaussian_widths(batch["node_attrs"]).detach()
     positions = batch["positions"].clone().requires_grad_(True)
-    strain = torch.zeros(1, 3, 3, dtype=dtype, requires_grad=True)
-    start = time.perf_counter()
+    strain = torch.zeros(1, 3, 3, dtype=dtype, device=device, requires_grad=True)
     cell = batch["cell"].view(1, 3, 3)
-    out = block(positions + positions @ strain[0], chi, hardness, sigma, torch.zeros(1, dtype=dtype),
-                cell + cell @ strain, batch["pbc"].view(1, 3), batch["batch"], False, False)
-    torch.autograd.grad(out.energy.sum(), [positions, strain])
-    elapsed = 1e3 * (time.perf_counter() - start)
+    total_charge = torch.zeros(1, dtype=dtype, device=device)
+
+    def block_energy_forces_stress():
+        out = block(positions + positions @ strain[0], chi, hardness, sigma, total_charge,
+                    cell + cell @ strain, batch["pbc"].view(1, 3), batch["batch"], False, False)
+        return torch.autograd.grad(out.energy.sum(), [positions, strain])
+
+    _, elapsed = synchronised_ms(device, block_energy_forces_stress)
     with torch.no_grad():
-        iterations = solve_qeq(batch["positions"], chi, hardness, sigma, torch.zeros(1, dtype=dtype), cell,
+        iterations = solve_qeq(batch["positions"], chi, hardness, sigma, total_charge, cell,
                                batch["pbc"].view(1, 3), batch["batch"], block.options(False),
                                differentiate_charges=False).iterations
     return elapsed, iterations
 
 
-def run_case(system, n_atoms, variant, dtype_name, queue):
+def peak_memory_mb(device, baseline_mb=0.0) -> float:
+    """Peak resident memory of this process (CPU) or peak allocated on the device (GPU), in MB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20 - baseline_mb
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_mb
+
+
+def run_case(system, n_atoms, variant, dtype_name, device_name, queue):
     torch.set_num_threads(torch.get_num_threads())
-    model = build_model(variant, getattr(torch, dtype_name))
+    device = torch.device(device_name)
+    model = build_model(variant, getattr(torch, dtype_name)).to(device)
     make = nacl_box if system == "NaCl" else water_box
-    small, atoms = to_batch(make(64)), make(n_atoms)
-    batch = to_batch(atoms)
+    atoms = make(n_atoms)
+    small, batch = (to_batch(make(64), device), to_batch(atoms, device))
     model(dict(small), compute_stress=True)  # warm-up
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    baseline = peak_memory_mb(device)
     times = []
     for _ in range(2 if len(atoms) <= 3000 else 1):
-        start = time.perf_counter()
-        out = model(dict(batch), compute_stress=True)
-        times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
-    result = {"atoms": len(atoms), "ms": 1e3 * min(times), "peak_mb": max(peak, 0.0),
+        out, elapsed = synchronised_ms(device, lambda: model(dict(batch), compute_stress=True))
+        times.append(elapsed)
+    result = {"atoms": len(atoms), "ms": min(times), "peak_mb": max(peak_memory_mb(device, baseline), 0.0),
               "finite": bool(torch.isfinite(out["forces"]).all())}
     if variant != "mace":
         timings = [time_long_range(model, batch) for _ in range(2 if len(atoms) <= 3000 else 1)]
@@ -161,12 +188,17 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="*")
     parser.add_argument("--dense-max", type=int, default=3000)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--replot", action="store_true", help="no measurement: re-render the saved rows")
     args = parser.parse_args()
-    sizes = args.sizes or ([100, 300, 1000] if args.quick else [100, 300, 1000, 3000, 10000, 20000])
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no GPU here")
+    on_gpu = args.device != "cpu"
+    sizes = args.sizes or ([100, 300, 1000] if args.quick else
+                           [1000, 3000, 10000, 30000, 100000] if on_gpu else [100, 300, 1000, 3000, 10000, 20000])
     if args.replot:
-        saved = json.loads((args.output / "scaling.json").read_text())
+        saved = json.loads((args.output / f"scaling{suffix(args.device)}.json").read_text())
         report(saved["rows"], saved["machine"], args)
         return
 
@@ -179,7 +211,7 @@ def main():
             for variant in ("mace", "qeq-dense", "qeq-iterative"):
                 if variant == "qeq-dense" and n > args.dense_max:
                     continue
-                result = run_in_fresh_process(run_case, system, n, variant, args.dtype)
+                result = run_in_fresh_process(run_case, system, n, variant, args.dtype, args.device)
                 row["atoms"] = result["atoms"]
                 row[variant] = result
             lr = row["qeq-iterative"]["block_ms"]
@@ -191,43 +223,58 @@ def main():
             print(f"{system:>6} {row['atoms']:>6} {row['mace']['ms']:>9.0f} {dense:>9.0f} "
                   f"{row['qeq-iterative']['ms']:>9.0f} {row['long_range_ratio']:>8.2f} "
                   f"{row['mace']['peak_mb']:>8.0f} {row['qeq-iterative']['peak_mb']:>8.0f}", flush=True)
-    machine = {"device": "cpu", "cpu": platform.processor() or platform.machine(),
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": args.dtype}
+    name = torch.cuda.get_device_name() if on_gpu else \
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    machine = {"device": args.device, "name": name, "torch": torch.__version__, "dtype": args.dtype}
     report(rows, machine, args)
 
 
+def suffix(device: str) -> str:
+    """File-name suffix of a device's results: none for the CPU, ``_cuda`` for a GPU."""
+    return "" if device == "cpu" else f"_{device}"
+
+
+def describe(machine: dict) -> str:
+    if "name" in machine:
+        return machine["name"]
+    return f"CPU ({machine['cpu']}, {machine['threads']} threads)"  # results written before --device
+
+
 def report(rows, machine, args):
-    """Write scaling.{json,md,png} for the measured ``rows``."""
+    """Write scaling.{json,md,png} (``scaling_cuda.*`` on a GPU) for the measured ``rows``."""
+    stem = f"scaling{suffix(machine['device'])}"
     exponents = {}
     for system in ("NaCl", "water"):
         fitted = [r for r in rows if r["system"] == system and r["atoms"] >= 1000]
         exponents[system] = loglog_slope([r["atoms"] for r in fitted], [r["long_range_ms"] for r in fitted])
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "scaling.json").write_text(json.dumps(
+    (args.output / f"{stem}.json").write_text(json.dumps(
         {"machine": machine, "rows": rows, "long_range_exponent_from_1000_atoms": exponents}, indent=2))
 
     lines = [
         "# Long-range cost: MACEQEq vs plain MACE (energy + forces + stress)",
         "",
-        f"Machine: CPU ({machine['cpu']}, {machine['threads']} threads), torch {machine['torch']}, {machine['dtype']}.",
+        f"Machine: {describe(machine)}, torch {machine['torch']}, {machine['dtype']}.",
         "Backbone: 64x0e, max_ell 3, correlation 3, r_max 5 Å, 2 layers; random weights.",
-        "Command: `python benchmarks/scaling.py" + (" --quick`" if args.quick else "`"),
+        "Command: `python benchmarks/scaling.py" + (f" --device {machine['device']}" if machine["device"] != "cpu" else "")
+        + (" --quick`" if args.quick else "`"),
         "",
         "| system | atoms | MACE (ms) | MACEQEq dense (ms) | MACEQEq iterative (ms) | long-range block (ms) |"
-        " CG iterations | long-range / MACE | MACE peak (MB) | iterative peak (MB) | long-range peak (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " CG iterations | long-range / MACE | long-range share of the step | MACE peak (MB) | iterative peak (MB) |"
+        " long-range peak (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         dense = r.get("qeq-dense", {}).get("ms")
         lines.append(
             f"| {r['system']} | {r['atoms']} | {r['mace']['ms']:.0f} | {'—' if dense is None else f'{dense:.0f}'} | "
             f"{r['qeq-iterative']['ms']:.0f} | {r['long_range_ms']:.0f} | {r['qeq-iterative'].get('iterations', '—')} | "
-            f"{r['long_range_ratio']:.2f} | "
+            f"{r['long_range_ratio']:.2f} | {r['long_range_ms'] / r['qeq-iterative']['ms']:.2f} | "
             f"{r['mace']['peak_mb']:.0f} | "
             f"{r['qeq-iterative']['peak_mb']:.0f} | {r['long_range_mb']:.0f} |")
     lines += ["", "Fitted exponent of the long-range time (block alone), all sizes from 1,000 atoms: "
               + ", ".join(f"{k}: {v:.2f}" for k, v in exponents.items())]
-    (args.output / "scaling.md").write_text("\n".join(lines) + "\n")
+    (args.output / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
 
@@ -249,9 +296,9 @@ def report(rows, machine, args):
                        label=f"MACEQEq iterative {system}")
     axes[0].set(xlabel="atoms", ylabel="time (ms)", title="energy + forces + stress")
     axes[1].set(xlabel="atoms", ylabel="peak memory above baseline (MB)", title="memory")
-    save_loglog_figure(fig, axes, args.output / "scaling.png")
+    save_loglog_figure(fig, axes, args.output / f"{stem}.png")
     print("\n".join(lines[-1:]))
-    print(f"wrote {args.output}/scaling.{{json,md,png}}")
+    print(f"wrote {args.output}/{stem}.{{json,md,png}}")
 
 
 if __name__ == "__main__":
