@@ -129,8 +129,8 @@ def time_long_range(model, batch):
     g = torch.Generator().manual_seed(1)
     n = batch["positions"].shape[0]
     dtype, device = batch["positions"].dtype, batch["positions"].device
-    chi = batch["node_attrs"] @ torch.tensor([1.0, -2.0, 2.0, -2.0], dtype=dtype, device=device) + 0.3 * torch.randn(
-        n, generator=g, dtype=dtype).to(device)
+    element_chi = torch.tensor([1.0, -2.0, 2.0, -2.0], dtype=dtype, device=device)
+    chi = batch["node_attrs"] @ element_chi + 0.3 * torch.randn(n, generator=g, dtype=dtype).to(device)
     hardness = 5.0 + torch.rand(n, generator=g, dtype=dtype).to(device)
     sigma = model.gaussian_widths(batch["node_attrs"]).detach()
     positions = batch["positions"].clone().requires_grad_(True)
@@ -235,6 +235,7 @@ def suffix(device: str) -> str:
 
 
 def describe(machine: dict) -> str:
+    """The machine a result was measured on, in words."""
     if "name" in machine:
         return machine["name"]
     return f"CPU ({machine['cpu']}, {machine['threads']} threads)"  # results written before --device
@@ -256,7 +257,8 @@ def report(rows, machine, args):
         "",
         f"Machine: {describe(machine)}, torch {machine['torch']}, {machine['dtype']}.",
         "Backbone: 64x0e, max_ell 3, correlation 3, r_max 5 Å, 2 layers; random weights.",
-        "Command: `python benchmarks/scaling.py" + (f" --device {machine['device']}" if machine["device"] != "cpu" else "")
+        "Command: `python benchmarks/scaling.py"
+        + (f" --device {machine['device']}" if machine["device"] != "cpu" else "")
         + (" --quick`" if args.quick else "`"),
         "",
         "| system | atoms | MACE (ms) | MACEQEq dense (ms) | MACEQEq iterative (ms) | long-range block (ms) |"
