@@ -65,3 +65,30 @@ def to_batch(structures, total_charges, heads=None):
         config = mace_data.config_from_atoms(atoms, key_specification=keyspec)
         graphs.append(mace_data.AtomicData.from_config(config, z_table=z_table, cutoff=R_MAX, heads=heads))
     return torch_geometric.batch.Batch.from_data_list(graphs).to_dict()
+
+
+#: The keys pair_style mace (ACEsuit LAMMPS, pair_mace.cpp) puts into the model's input.
+PAIR_STYLE_KEYS = ("batch", "cell", "edge_index", "energy", "forces", "node_attrs", "positions", "ptr", "shifts",
+                   "unit_shifts", "weight")
+
+
+def pair_style_input(atoms, box=None):
+    """What pair_style mace no_domain_decomposition hands the model: the local atoms (wrapped into a
+    periodic box), the graph with image shifts, the box as the cell (also for a boundary f f f box)."""
+    atoms = atoms.copy()
+    if atoms.pbc.all():
+        atoms.wrap()
+    config = mace_data.config_from_atoms(atoms, key_specification=mace_data.KeySpecification())
+    graph = mace_data.AtomicData.from_config(config, z_table=AtomicNumberTable(ELEMENTS), cutoff=R_MAX)
+    data = torch_geometric.batch.Batch.from_data_list([graph]).to_dict()
+    data = {key: data[key] for key in PAIR_STYLE_KEYS}
+    if box is not None:
+        data["cell"] = torch.tensor(box, dtype=torch.float64)
+    return atoms, data
+
+
+def cubic_cell(rattle=0.15, seed=1):
+    """Rattled conventional rock salt (8 atoms, 5.64 Å cube): LAMMPS's orthogonal box as it is."""
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    atoms.rattle(rattle, seed=seed)
+    return atoms

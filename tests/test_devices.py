@@ -5,8 +5,8 @@ live; no host round trips are needed for the numbers), so on a CPU-only
 machine these tests exercise the device-agnostic code on the CPU, and on a
 GPU machine they compare CUDA against the CPU float64 reference: the dense
 and iterative (Ewald and mesh) solves, the eager and compiled model (energy,
-forces, stress, charges) in float64 and float32, the ASE calculator, and a
-training step.
+forces, stress, charges) in float64 and float32, the LAMMPS export called as
+``pair_style mace`` calls it, the ASE calculator, and a training step.
 """
 
 import contextlib
@@ -16,9 +16,10 @@ import torch
 from e3nn.util import jit
 
 from mace_qeq.calculators import MACEQEqCalculator
+from mace_qeq.calculators.lammps_export import export_for_lammps
 from mace_qeq.electrostatics import QEqOptions, solve_qeq
 
-from .mace_helpers import make_model, nacl_cell, nacl_cluster, to_batch
+from .mace_helpers import cubic_cell, make_model, nacl_cell, nacl_cluster, pair_style_input, to_batch
 
 torch.set_default_dtype(torch.float64)
 
@@ -115,6 +116,22 @@ def test_eager_and_compiled_model(device, dtype, iterative):
         assert out["energy"].device.type == device
         for key in ("energy", "forces", "stress", "charges"):
             close(out[key], reference[key], MESH_TOLERANCE if iterative else TOLERANCE[dtype], key)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lammps_export(device, dtype):
+    """The exported model on the device LAMMPS puts it on, called with that device's tensors."""
+    atoms, data = pair_style_input(cubic_cell())
+    reference = export_for_lammps(make_model(), total_charge=1.0)(data, torch.ones(len(atoms)), compute_virials=True)
+    exported = export_for_lammps(make_model(), total_charge=1.0).to(device=device, dtype=dtype)
+    on_device = {key: value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
+                 for key, value in data.items()}
+    with default_dtype(dtype):
+        out = exported(on_device, torch.ones(len(atoms), dtype=dtype, device=device), compute_virials=True)
+    for key in ("total_energy_local", "forces", "virials"):
+        assert out[key].device.type == device
+        close(out[key], reference[key], TOLERANCE[dtype], key)
 
 
 def calculator_results(device, dtype_name):

@@ -4,38 +4,17 @@
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from ase.units import GPa
-from mace import data as mace_data
 from mace.calculators.lammps_mace import LAMMPS_MACE
-from mace.tools import AtomicNumberTable, torch_geometric
 
 from mace_qeq.calculators import MACEQEqCalculator
 from mace_qeq.calculators.lammps_export import export_for_lammps
 from mace_qeq.cli.create_lammps_model import main as create_lammps_model
 
-from ..mace_helpers import ELEMENTS, R_MAX, make_model, nacl_cell, nacl_cluster
+from ..mace_helpers import ELEMENTS, R_MAX, cubic_cell, make_model, nacl_cell, nacl_cluster, pair_style_input
 
 torch.set_default_dtype(torch.float64)
-#: The keys pair_style mace (ACEsuit LAMMPS, pair_mace.cpp) puts into the model's input.
-PAIR_STYLE_KEYS = ("batch", "cell", "edge_index", "energy", "forces", "node_attrs", "positions", "ptr", "shifts",
-                   "unit_shifts", "weight")
 BAR_PER_EV_PER_A3 = 1e4 / GPa  # 1 eV/Å³ = 1.602e6 bar
-
-
-def pair_style_input(atoms, box=None):
-    """What pair_style mace no_domain_decomposition hands the model: the local atoms (wrapped into a
-    periodic box), the graph with image shifts, the box as the cell (also for a boundary f f f box)."""
-    atoms = atoms.copy()
-    if atoms.pbc.all():
-        atoms.wrap()
-    config = mace_data.config_from_atoms(atoms, key_specification=mace_data.KeySpecification())
-    graph = mace_data.AtomicData.from_config(config, z_table=AtomicNumberTable(ELEMENTS), cutoff=R_MAX)
-    data = torch_geometric.batch.Batch.from_data_list([graph]).to_dict()
-    data = {key: data[key] for key in PAIR_STYLE_KEYS}
-    if box is not None:
-        data["cell"] = torch.tensor(box, dtype=torch.float64)
-    return atoms, data
 
 
 def reference(atoms, charge):
@@ -63,15 +42,6 @@ def reference(atoms, charge):
                 energies.append(strained.get_potential_energy())
             virial[a, b] = -(energies[0] - energies[1]) / (2 * h)
     return energy, forces, 0.5 * (virial + virial.T)
-
-
-def cubic_cell(rattle=0.15, seed=1):
-    """Rattled conventional rock salt (8 atoms, 5.64 Å cube): LAMMPS's orthogonal box as it is."""
-    import ase.build
-
-    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
-    atoms.rattle(rattle, seed=seed)
-    return atoms
 
 
 CASES = {
