@@ -10,6 +10,7 @@ forces, stress, charges) in float64 and float32, the LAMMPS export called as
 """
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -99,13 +100,25 @@ def model_outputs(model, device, dtype, training=False):
         return model(data, compute_stress=True, training=training)
 
 
+@pytest.fixture(scope="module")
+def compiled():
+    """One TorchScript compilation for the module; each test moves its own copy."""
+    return jit.compile(make_model())
+
+
+@pytest.fixture(scope="module")
+def exported():
+    """The LAMMPS export of a charged periodic model, compiled once."""
+    return export_for_lammps(make_model(), total_charge=1.0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("iterative", [False, True])
-def test_eager_and_compiled_model(device, dtype, iterative):
+def test_eager_and_compiled_model(compiled, device, dtype, iterative):
     reference = model_outputs(make_model(), "cpu", torch.float64)
     eager = make_model().to(device=device, dtype=dtype)
-    compiled = jit.compile(make_model()).to(device=device, dtype=dtype)
+    compiled = copy.deepcopy(compiled).to(device=device, dtype=dtype)
     for model in (eager, compiled):
         if iterative:  # PME above 4 atoms (eval mode: training always solves densely)
             model.eval()
@@ -120,11 +133,11 @@ def test_eager_and_compiled_model(device, dtype, iterative):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_lammps_export(device, dtype):
+def test_lammps_export(exported, device, dtype):
     """The exported model on the device LAMMPS puts it on, called with that device's tensors."""
     atoms, data = pair_style_input(cubic_cell())
-    reference = export_for_lammps(make_model(), total_charge=1.0)(data, torch.ones(len(atoms)), compute_virials=True)
-    exported = export_for_lammps(make_model(), total_charge=1.0).to(device=device, dtype=dtype)
+    reference = exported(data, torch.ones(len(atoms)), compute_virials=True)
+    exported = copy.deepcopy(exported).to(device=device, dtype=dtype)
     on_device = {key: value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
                  for key, value in data.items()}
     with default_dtype(dtype):
