@@ -38,7 +38,7 @@ def make_system(n_atoms, periodic, dtype, seed=0):
 
 
 def run_case(n_atoms, periodic, dtype_name, device, repeats, queue):
-    from mace_qeq.electrostatics import solve_qeq
+    from mace_qeq.electrostatics import QEqOptions, solve_qeq
 
     torch.set_num_threads(torch.get_num_threads())
     dtype = getattr(torch, dtype_name)
