@@ -36,7 +36,7 @@ import ase.io
 import numpy as np
 import peer_models as pm
 import torch
-from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
+from harness import loglog_slope, run_in_fresh_process, save_loglog_figure, synchronised_ms
 from mace_qeq.training import trained_model_path
 
 #: (source frame, replications): ~1,000 to ~20,000 atoms.
@@ -107,11 +107,9 @@ def time_case(model_path: str, compiled: bool, optimize: bool, system: str, repe
     with torch.jit.optimized_execution(optimize):
         for _ in range(CALLS):
             atoms.positions += 1e-4  # a new geometry each call, as in MD
-            start = time.perf_counter()
-            calculator.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds.append(time.perf_counter() - start)
+            _, ms = synchronised_ms(device, lambda: calculator.calculate(atoms, ["energy", "forces", "stress"],
+                                                                         ["positions"]))
+            seconds.append(ms / 1e3)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put({"atoms": len(atoms), "seconds": seconds, "energy": float(calculator.results["energy"]),
                "forces": calculator.results["forces"].tolist(),

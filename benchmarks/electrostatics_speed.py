@@ -14,11 +14,10 @@ import argparse
 import json
 import platform
 import resource
-import time
 from pathlib import Path
 
 import torch
-from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
+from harness import loglog_slope, run_in_fresh_process, save_loglog_figure, synchronised_ms
 
 RESULTS = Path(__file__).parent / "results"
 DENSITY = 0.1  # atoms / Å³
@@ -56,27 +55,20 @@ def run_case(n_atoms, periodic, dtype_name, device, repeats, queue):
         strained_cell = None if cell is None else cell @ deformation
         energy = solve_qeq(r @ deformation, chi, hardness, sigma, total, strained_cell, pbc,
                            options=QEqOptions(accuracy=accuracy, method="dense")).energy
-        forces, virial = torch.autograd.grad(-energy.sum(), [r, strain])
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return forces, virial
+        return torch.autograd.grad(-energy.sum(), [r, strain])
 
     small = make_system(8, periodic, dtype)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     step()  # warm-up (allocator, threads)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    times = [synchronised_ms(device, step)[1] for _ in range(repeats)]
     if device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
     del small
-    queue.put({"ms": 1e3 * min(times), "peak_mb": max(peak_mb, 0.0)})
+    queue.put({"ms": min(times), "peak_mb": max(peak_mb, 0.0)})
 
 
 def main():

@@ -1,9 +1,13 @@
-"""Shared by the benchmarks: one case per fresh process, log–log slopes and saving their plots."""
+"""Shared by the benchmarks: one case per fresh process, timing and peak memory on the CPU or a GPU, log–log
+slopes and saving their plots."""
 
 import multiprocessing
+import resource
+import time
 from queue import Empty
 
 import numpy as np
+import torch
 
 
 def run_in_fresh_process(target, *args) -> dict:
@@ -25,6 +29,26 @@ def run_in_fresh_process(target, *args) -> dict:
                 raise RuntimeError(f"benchmark case failed (exit code {process.exitcode}); see its traceback above")
     process.join()
     return result
+
+
+def synchronised_ms(device, work):
+    """Run ``work()`` and return (its result, wall time in ms, with the device's queue drained)."""
+    is_cuda = torch.device(device).type == "cuda"
+    if is_cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = work()
+    if is_cuda:
+        torch.cuda.synchronize(device)
+    return result, 1e3 * (time.perf_counter() - start)
+
+
+def peak_memory_mb(device, baseline_mb: float = 0.0) -> float:
+    """Peak resident memory of this process (CPU) or peak allocated on the device (GPU), in MB, less
+    ``baseline_mb``."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20 - baseline_mb
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_mb
 
 
 def loglog_slope(sizes, values) -> float:

@@ -27,13 +27,11 @@ memory is the peak allocated on the device above the model's.
 import argparse
 import json
 import platform
-import resource
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from harness import loglog_slope, run_in_fresh_process, save_loglog_figure
+from harness import loglog_slope, peak_memory_mb, run_in_fresh_process, save_loglog_figure, synchronised_ms
 
 from mace_qeq.electrostatics import QEqOptions, solve_qeq
 
@@ -109,17 +107,6 @@ def to_batch(atoms, device):
             for k, v in batch.items()}
 
 
-def synchronised_ms(device, work):
-    """Run ``work()`` and return (its result, wall time in ms, with the device's queue drained)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    result = work()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return result, 1e3 * (time.perf_counter() - start)
-
-
 def time_long_range(model, batch):
     """The QEq + Ewald block alone (solve, energy, forces and stress), with χ, J of MACE-like spread.
 
@@ -149,13 +136,6 @@ def time_long_range(model, batch):
                                batch["pbc"].view(1, 3), batch["batch"], block.options(False),
                                differentiate_charges=False).iterations
     return elapsed, iterations
-
-
-def peak_memory_mb(device, baseline_mb=0.0) -> float:
-    """Peak resident memory of this process (CPU) or peak allocated on the device (GPU), in MB."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20 - baseline_mb
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_mb
 
 
 def run_case(system, n_atoms, variant, dtype_name, device_name, queue):
