@@ -54,10 +54,10 @@ def fragment_rows(model: Path, device: str) -> list:
     return sorted(rows, key=lambda row: (row["dimer"], row["distance"]))
 
 
-def markdown(rows: list, model: Path, command: str) -> str:
+def markdown(rows: list, model: Path, command: str, hardware: str) -> str:
     lines = [
         "# Fragment charges on LODE's dimers", "",
-        f"Model `{model}`; {pm.hardware('cpu')}. Command: `{command}`", "",
+        f"Model `{model}`; {hardware}. Command: `{command}`", "",
         "Per dimer: force RMSE (meV/Å) on its training and its test frames, and the charge on each molecule "
         "at the largest separation (model, reference; e).", "",
         "| dimer | F RMSE train | F RMSE test | R (Å) | q_A / q_B | reference |",
@@ -95,7 +95,7 @@ def main(argv=None):
     rows = fragment_rows(args.model, args.device)
     command = "python benchmarks/fragment_charges.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     text = markdown(rows, args.model.relative_to(pm.ROOT) if args.model.is_relative_to(pm.ROOT) else args.model,
-                    command)
+                    command, pm.hardware(args.device))
     print(text)
     pm.write_json(args.output / "fragment_charges_lode_dimers.json", {"model": str(args.model), "rows": rows})
     (args.output / "fragment_charges_lode_dimers.md").write_text(text)

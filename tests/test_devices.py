@@ -9,12 +9,12 @@ forces, stress, charges) in float64 and float32, the LAMMPS export called as
 ``pair_style mace`` calls it, the ASE calculator, and a training step.
 """
 
-import contextlib
 import copy
 
 import pytest
 import torch
 from e3nn.util import jit
+from mace.tools.torch_tools import default_dtype
 
 from mace_qeq.calculators import MACEQEqCalculator
 from mace_qeq.calculators.lammps_export import export_for_lammps
@@ -79,17 +79,6 @@ def test_qeq_solve(device, dtype, solver):
     close(solution.energy, reference.energy, tolerance, "energy")
     close(solution.charges, reference.charges, tolerance, "charges")
     close(forces, reference_forces, tolerance, "forces")
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    """MACE runs a model with torch's default dtype set to the model's (its calculator and trainer do)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def model_outputs(model, device, dtype, training=False):

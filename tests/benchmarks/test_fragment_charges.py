@@ -17,6 +17,6 @@ def frame(split, distance, force_rmse, charge_a):
 
 def test_summary_rows():
     rows = [frame("train", 5.0, 30.0, 0.7), frame("train", 8.0, 40.0, 0.6), frame("test", 14.0, 20.0, 0.5)]
-    text = markdown(rows, Path("model"), "command")
+    text = markdown(rows, Path("model"), "command", "CPU")
     summary = next(line for line in text.splitlines() if line.startswith("| dimer0_Q+0 | 35.4 |"))
     assert summary == "| dimer0_Q+0 | 35.4 | 20.0 | 14.0 | +0.500 / -0.500 | +1 / -1 |"
