@@ -40,8 +40,11 @@ PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
 """
 
 import argparse
+import json
+import re
 import time
 from pathlib import Path
+from typing import Dict
 
 import ase.io
 import numpy as np
@@ -87,9 +90,34 @@ def run_set(name: str, args, models, budget) -> dict:
     result = {"set": name, "description": spec.description, "train_structures": train_size,
               "test_structures": len(test), "test_split": spec.test_split, "epochs": epochs,
               "hardware": pm.hardware(args.device),
-              "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors}
+              "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors,
+              "commands": {model: args.command for model in runs}}
+    if args.update:
+        result = keep_earlier_rows(result, args.output / f"peers_{name}.json")
     write(name, result, predictions, args)
     return result
+
+
+def keep_earlier_rows(result: dict, earlier_path) -> dict:
+    """``result`` with the rows of the models it lacks taken from the earlier table at ``earlier_path``
+    (same set, budget and protocol), each row keeping the command that made it."""
+    if not earlier_path.exists():
+        raise SystemExit(f"--update: there is no earlier table {earlier_path}")
+    earlier = json.loads(earlier_path.read_text())
+    for key in ("train_structures", "test_structures", "epochs"):
+        if earlier[key] != result[key]:
+            raise SystemExit(f"--update: {earlier_path} has {key} {earlier[key]}, this run {result[key]}")
+    table = earlier_path.with_suffix(".md")
+    found = re.search(r"Command: `([^`]*)`", table.read_text()) if table.exists() else None
+    command = found.group(1) if found else "an earlier run"
+    merged = dict(result, runs={}, errors={}, commands={})
+    for model in list(earlier["runs"]) + [m for m in result["runs"] if m not in earlier["runs"]]:
+        source = result if model in result["runs"] else earlier
+        merged["runs"][model] = source["runs"][model]
+        if model in source["errors"]:
+            merged["errors"][model] = source["errors"][model]
+        merged["commands"][model] = source.get("commands", {}).get(model, command)
+    return merged
 
 
 def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict:
@@ -189,20 +217,34 @@ def write_learning_curve(name, result, args):
     print("\n".join(lines), flush=True)
 
 
+def commands_line(result, args) -> str:
+    """The command of the table, or of each row where rows came from different runs (``--update``)."""
+    commands = result.get("commands", {})
+    if len(set(commands.values())) <= 1:
+        return f"Command: `{args.command}`"
+    by_command: Dict[str, list] = {}
+    for model, command in commands.items():
+        by_command.setdefault(command, []).append(model)
+    rows = "; ".join(f"{', '.join(models)}: `{command}`" for command, models in by_command.items())
+    return f"Rows from separate runs of the same protocol and data: {rows} (the parity plot is the earliest run's)"
+
+
 def write(name, result, predictions, args):
     from mace_qeq.analysis import parity_plots
 
     output = args.output
-    pm.write_json(output / f"peers_{name}.json", result)
-    for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
-        path.replace(output / f"peers_{name}_parity.png")
+    stem = f"peers_{name}" + (f"_{args.tag}" if args.tag else "")
+    pm.write_json(output / f"{stem}.json", result)
+    if not (args.update and (output / f"{stem}_parity.png").exists()):  # an update keeps the earlier figure
+        for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
+            path.replace(output / f"{stem}_parity.png")
     lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
              f"{result['train_structures']} training and {result['test_structures']} test structures "
              f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
              f"batch 16, lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults "
              f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model "
              f"the CLI recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
-             f"Command: `{args.command}`", "",
+             + commands_line(result, args), "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for model, run in result["runs"].items():
@@ -240,8 +282,22 @@ def write(name, result, predictions, args):
             cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[t]['forces_mev_per_a'])}"
                      if t in errors else "—" for t in types]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    (output / f"peers_{name}.md").write_text("\n".join(lines) + "\n")
+    (output / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
+
+
+def shown_arguments(argv) -> list:
+    """The command line without where this machine keeps its files (``--work-dir``, ``--output`` and their
+    values, given as ``--flag value`` or ``--flag=value``)."""
+    shown, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument in ("--work-dir", "--output"):
+            skip = True
+        elif not argument.startswith(("--work-dir=", "--output=")):
+            shown.append(argument)
+    return shown
 
 
 def main():
@@ -263,13 +319,17 @@ def main():
     parser.add_argument("--retrain", action="store_true", help="train again models already trained alike")
     parser.add_argument("--ablation", action="store_true",
                         help=f"also MACEQEq with each default switched off: {', '.join(pm.ABLATIONS)}")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the rows of the models run now in the existing peers_SET table (the "
+                             "others keep their numbers and the command that made them)")
+    parser.add_argument("--tag", help="write peers_SET_TAG.* instead of peers_SET.* (an ablation or a budget "
+                                           "beside the main table)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-gb", type=float, default=16.0, help="a CPU run above this is out of memory")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "peers")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
     args = parser.parse_args()
-    args.command = "python benchmarks/peers.py " + " ".join(
-        a for a in __import__("sys").argv[1:] if not a.startswith("--work-dir") and not a.startswith("--output"))
+    args.command = "python benchmarks/peers.py " + " ".join(shown_arguments(__import__("sys").argv[1:]))
     if (args.set is None) == (args.train is None):
         parser.error("give --set, or --train and --test")
     names = [args.name] if args.train else (list(pm.SETS) if args.set == ["all"] else args.set)

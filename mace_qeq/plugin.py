@@ -90,8 +90,8 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--qeq_fit_elements", type=str2bool, default=True,
                        help="fit per-element χ, J (and 'average' E0s) to the training set before training")
     group.add_argument("--qeq_refit_offsets", type=str2bool, default=True,
-                       help="after training, refit the energy offsets forces cannot set (fitted E0s and a uniform "
-                            "χ shift, i.e. c·Q) to the training energies by least squares")
+                       help="refit the energy offsets forces cannot set (fitted E0s and a uniform χ shift, i.e. "
+                            "c·Q) to the training energies by least squares, as Stage Two starts and after training")
     group.add_argument("--charges_weight", type=float, default=10.0, help="weight of the REF_charges loss term")
     group.add_argument("--swa_charges_weight", type=float, default=10.0,
                        help="weight of the REF_charges loss term in Stage Two")

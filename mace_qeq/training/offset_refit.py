@@ -12,8 +12,9 @@ A loss dominated by forces (mace's default weights: forces 100, energy 1 per
 atom) fixes them only weakly, and they drift while the network learns: the
 energy error of a set is then mostly a constant per composition and charge
 state (measured on the GFN2-xTB C10H2 / C10H3⁺ MD set, 20 epochs: 46 meV/atom,
-of which all but 2 meV/atom such constants). After training they are
-refitted by weighted linear least squares,
+of which all but 2 meV/atom such constants). As Stage Two starts (see
+``hooks.refit_as_stage_two_starts``) and after training they are refitted by
+weighted linear least squares,
 
     min Σ_s w_s [(E_ref,s − E_s − Σ_Z n_sZ ΔE0_Z − c Q_s) / N_s]²,
 

@@ -58,9 +58,10 @@ def test_peer_benchmark_on_user_files(tmp_path):
     assert set(data["errors"]["MACEQEq"]) == {"all", "Ag3+", "Ag3-"}
     assert (tmp_path / "results" / "peers_ag3_parity.png").stat().st_size > 1000
 
-    # A second run reuses what the first trained: the same numbers, no training.
-    rerun = run_peers(tmp_path, "--models", "MACE", "MACEQEq")
-    again = json.loads((tmp_path / "results" / "peers_ag3.json").read_text())
+    # A second run reuses what the first trained: the same numbers, no training; --tag writes beside the table.
+    rerun = run_peers(tmp_path, "--models", "MACE", "MACEQEq", "--tag", "again")
+    again = json.loads((tmp_path / "results" / "peers_ag3_again.json").read_text())
+    assert set(again["runs"]) == {"MACE", "MACEQEq"} and (tmp_path / "results" / "peers_ag3_again.md").exists()
     assert again["errors"]["MACEQEq"] == data["errors"]["MACEQEq"]
     assert again["runs"]["MACEQEq"]["wall_s"] == data["runs"]["MACEQEq"]["wall_s"], rerun
 

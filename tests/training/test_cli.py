@@ -85,6 +85,10 @@ def test_energy_offsets_are_refitted_and_given_e0s_kept(trained, data):
     folder, log = trained
     assert "MACEQEq energy offsets refitted" in log
     assert log.index("MACEQEq energy offsets refitted") < log.index("Saving model to")
+    # refitted as Stage Two starts (before its first epoch), then in each stage's checkpoint after training
+    assert log.count("MACEQEq energy offsets refitted") == 3
+    stage_two = log.index("Changing loss based on Stage Two Weights")
+    assert stage_two < log.index("MACEQEq energy offsets refitted") < log.index("Epoch 1:")
     model = torch.load(folder / "tiny.model", weights_only=False)
     isolated = {int(a.numbers[0]): a.info["REF_energy"] for a in ase.io.read(data / "train.xyz", ":")
                 if a.info.get("config_type") == "IsolatedAtom"}
