@@ -65,6 +65,15 @@ def test_peer_benchmark_on_user_files(tmp_path):
     assert again["errors"]["MACEQEq"] == data["errors"]["MACEQEq"]
     assert again["runs"]["MACEQEq"]["wall_s"] == data["runs"]["MACEQEq"]["wall_s"], rerun
 
+    # --update replaces only the rows run now; the others keep their numbers and the command that made them
+    run_peers(tmp_path, "--models", "MACEQEq", "--update")
+    updated = json.loads((tmp_path / "results" / "peers_ag3.json").read_text())
+    assert list(updated["runs"]) == ["MACE", "MACE+embedding", "MACEQEq"]
+    assert updated["errors"]["MACE+embedding"] == data["errors"]["MACE+embedding"]
+    assert updated["commands"]["MACEQEq"].endswith("--models MACEQEq --update")
+    assert "--models MACE MACE+embedding MACEQEq" in updated["commands"]["MACE"]
+    assert "Rows from separate runs" in (tmp_path / "results" / "peers_ag3.md").read_text()
+
     run_peers(tmp_path, "--learning-curve", "20", "30")
     curve = (tmp_path / "results" / "peers_ag3_learning_curve.md").read_text()
     for text in ("| training structures | MACEQEq | MACE+embedding |", "| 20 |", "| 30 |", "Hardware:"):
