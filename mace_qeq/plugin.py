@@ -62,7 +62,8 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("mace-qeq (charge equilibration)")
     group.add_argument("--qeq_sigma", type=_widths, default=None,
                        help='Gaussian charge width per element in Å, JSON, e.g. \'{"Na": 1.0, "Cl": 1.2}\'; '
-                            "elements not given use their covalent radius (default: all covalent radii)")
+                            "elements not given use their covalent radius (default: fitted with χ and J, no "
+                            "narrower than the covalent radii; see --qeq_fit_elements)")
     group.add_argument("--qeq_learnable_sigma", action="store_true", help="train the Gaussian widths")
     group.add_argument("--qeq_hardness", choices=["element", "environment"], default="element",
                        help="hardness J per element, or per element plus a readout of the environment")
@@ -88,7 +89,8 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                             "r₀ of each pair of elements in the training data, which keeps MD out of geometries "
                             "the data never came near (0: no wall)")
     group.add_argument("--qeq_fit_elements", type=str2bool, default=True,
-                       help="fit per-element χ, J (and 'average' E0s) to the training set before training")
+                       help="fit per-element χ, J, Gaussian widths (unless --qeq_sigma gives them) and "
+                            "'average' E0s to the training set before training")
     group.add_argument("--qeq_refit_offsets", type=str2bool, default=True,
                        help="refit the energy offsets forces cannot set (fitted E0s and a uniform χ shift, i.e. "
                             "c·Q) to the training energies by least squares, as Stage Two starts and after training")

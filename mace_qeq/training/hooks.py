@@ -112,6 +112,7 @@ def configure_model(args, train_loader, atomic_energies, model_foundation=None, 
     if getattr(args, "qeq_fit_elements", True):
         fit = fit_elements(args, train_loader, atomic_energies, heads, z_table, head_configs, options)
         atomic_energies = fit.atomic_energies.numpy().reshape(np.shape(atomic_energies))
+        options["qeq_sigma"] = {int(z): width for z, width in zip(z_table.zs, fit.widths)}
     # Let mace build (and, with --foundation_model, load) the plain MACE backbone
     # exactly as for --model MACE, then add the electrostatics on top.
     args.model = "MACE"
@@ -154,7 +155,8 @@ def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_confi
     charges_weight = args.charges_weight / args.energy_weight if _user_loss(args) == LOSS_NAME and \
         args.energy_weight > 0 else 0.0
     fit = fit_element_baseline(sample, element_widths(options["qeq_sigma"], z_table.zs), energies,
-                               free[: energies.shape[0]], options["qeq_minimum_hardness"], charges_weight)
+                               free[: energies.shape[0]], options["qeq_minimum_hardness"], charges_weight,
+                               fit_widths=options["qeq_sigma"] is None)
     log_baseline(fit, z_table.zs)
     return fit
 

@@ -32,19 +32,23 @@ def clusters(count=40, seed=0, total_charges=(-1.0, 0.0, 1.0)):
         fields["total_charge"].append(torch.tensor(total_charges[graph % len(total_charges)]))
         fields["energy"].append(torch.tensor(0.0))
         fields["energy_weight"].append(torch.tensor(1.0))
+        fields["forces"].append(torch.zeros(size, 3))
+        fields["forces_weight"].append(torch.zeros(size))
         fields["charges"].append(torch.zeros(size))
         fields["charge_weight"].append(torch.zeros(size))
         fields["head"].append(torch.tensor(0))
-    per_atom = ("positions", "element", "batch", "charges", "charge_weight")
+    per_atom = ("positions", "element", "batch", "forces", "forces_weight", "charges", "charge_weight")
     return TrainingSample(**{key: torch.cat(value) if key in per_atom else torch.stack(value)
                              for key, value in fields.items()})
 
 
-def labelled(sample):
-    """The sample with the energies of the true element baseline, and its charges."""
-    energy, charges = baseline(sample, TRUE_E0, TRUE_CHI, TRUE_J, torch.tensor(SIGMA))
-    sample.energy = energy
-    return sample, charges
+def labelled(sample, sigma=SIGMA):
+    """The sample with the energies and forces of the true element baseline (Gaussian widths ``sigma``),
+    and its charges."""
+    energy, charges, forces = baseline(sample, TRUE_E0, TRUE_CHI, TRUE_J, torch.tensor(sigma), forces=True)
+    sample.energy, sample.forces = energy.detach(), forces.detach()
+    sample.forces_weight = torch.ones_like(sample.forces_weight)
+    return sample, charges.detach()
 
 
 def test_recovers_the_element_values_from_energies_at_several_total_charges():
@@ -55,6 +59,24 @@ def test_recovers_the_element_values_from_energies_at_several_total_charges():
     np.testing.assert_allclose(fit.hardness, TRUE_J.tolist(), rtol=1e-2)
     np.testing.assert_allclose(fit.atomic_energies, TRUE_E0, atol=2e-3)
     assert fit.energy_rmse_after < 1.0 < 100.0 < fit.energy_rmse_before  # meV/atom
+    assert fit.force_rmse < 1.0 < 10.0 < fit.force_rms  # meV/Å
+    assert fit.widths == SIGMA  # not fitted unless asked
+
+
+def test_recovers_wider_gaussian_widths():
+    """Widths are fitted at or above the given ones: wider true widths are found, the given ones kept where the
+    data were made with them."""
+    wide = [1.6, 1.5]
+    sample, _ = labelled(clusters(seed=4), sigma=wide)
+    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, fit_widths=True)
+    # σ and J trade off in the self-energy J + k_e/(σ√π); the J prior's bias moves σ by a few %
+    np.testing.assert_allclose(fit.widths, wide, rtol=5e-2)
+    np.testing.assert_allclose(fit.electronegativity, TRUE_CHI.tolist(), atol=5e-2)
+    assert fit.energy_rmse_after < 2.0 and fit.force_rmse < 0.1 * fit.force_rms  # meV/atom, meV/Å
+    narrow, _ = labelled(clusters(seed=5))
+    fit = fit_element_baseline(narrow, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, fit_widths=True)
+    np.testing.assert_allclose(fit.widths, SIGMA, rtol=5e-2)
+    assert min(w - s for w, s in zip(fit.widths, SIGMA)) >= 0.0
 
 
 def test_charge_labels_pin_the_charges():
