@@ -163,9 +163,11 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
     labelled = sample.charge_weight > 0
     scale = float(sample.energy_weight.sum())
 
+    present = torch.bincount(sample.element, minlength=elements) > 0  # the others keep their given widths
+
     def parameters():
-        widths = smallest_widths * (1.0 + torch.nn.functional.softplus(raw_width)) if fit_widths \
-            else smallest_widths
+        widths = torch.where(present, smallest_widths * (1.0 + torch.nn.functional.softplus(raw_width)),
+                             smallest_widths) if fit_widths else smallest_widths
         return (torch.where(free, fixed_e0 + e0_shift, fixed_e0), chi,
                 torch.nn.functional.softplus(raw_hardness) + minimum_hardness, widths)
 
