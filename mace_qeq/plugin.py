@@ -62,8 +62,8 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("mace-qeq (charge equilibration)")
     group.add_argument("--qeq_sigma", type=_widths, default=None,
                        help='Gaussian charge width per element in Å, JSON, e.g. \'{"Na": 1.0, "Cl": 1.2}\'; '
-                            "elements not given use their covalent radius (default: fitted with χ and J, no "
-                            "narrower than the covalent radii; see --qeq_fit_elements)")
+                            "elements not given use their covalent radius (default: fitted with χ and J, between "
+                            "the covalent radius and r_max/2; see --qeq_fit_elements)")
     group.add_argument("--qeq_learnable_sigma", action="store_true", help="train the Gaussian widths")
     group.add_argument("--qeq_hardness", choices=["element", "environment"], default="element",
                        help="hardness J per element, or per element plus a readout of the environment")

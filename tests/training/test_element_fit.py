@@ -68,7 +68,7 @@ def test_recovers_wider_gaussian_widths():
     data were made with them."""
     wide = [1.6, 1.5]
     sample, _ = labelled(clusters(seed=4), sigma=wide)
-    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, fit_widths=True)
+    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, largest_width=3.0)
     # σ and J trade off in the self-energy J + k_e/(σ√π); the J prior's bias moves σ by a few %
     np.testing.assert_allclose(fit.widths, wide, rtol=5e-2)
     np.testing.assert_allclose(fit.electronegativity, TRUE_CHI.tolist(), atol=5e-2)
@@ -76,9 +76,17 @@ def test_recovers_wider_gaussian_widths():
     narrow, _ = labelled(clusters(seed=5))
     absent = 0.9  # Å, the width of a third element the data do not hold: kept
     fit = fit_element_baseline(narrow, SIGMA + [absent], torch.zeros(1, 3), [True], minimum_hardness=1.0,
-                               fit_widths=True)
+                               largest_width=3.0)
     np.testing.assert_allclose(fit.widths[:2], SIGMA, rtol=5e-2)
     assert min(w - s for w, s in zip(fit.widths, SIGMA)) >= 0.0 and fit.widths[2] == absent
+
+
+def test_widths_stop_at_the_largest_width():
+    """Data that want wider charges than allowed (true widths 8 Å) get the largest width, never more: unbounded,
+    σ_Ag of Ag3± ran to 10¹⁰ Å and the periodic QEq matrix lost its positive definiteness."""
+    sample, _ = labelled(clusters(seed=6), sigma=[8.0, 8.0])
+    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, largest_width=3.0)
+    assert max(fit.widths) <= 3.0 and min(fit.widths) > 2.9
 
 
 def test_charge_labels_pin_the_charges():
