@@ -32,8 +32,8 @@ must then cancel. Measured on LODE's 60 training dimers (DFT): with
 (zero forces: 83 meV/Å), and the trained model 9.3 meV/atom / 62.0 meV/Å on
 the test set; fitted (H, N, O to 2.4–2.5 Å, C kept at σ⁰), the baseline
 leaves 2.7 meV/atom and 105 meV/Å, and the trained model 4.3 / 30.3. Where
-point-like charges describe the energies better (Na/Cl clusters and cells),
-the fit keeps σ⁰.
+point-like charges describe the energies better (the Na/Cl clusters at
+Q = 0, ±1 and the periodic Na/Cl cells), the fit keeps σ⁰.
 
 Why no wider than r_max/2: two such charges (γ = √(σ² + σ'²) ≤ r_max/√2)
 interact as point charges to 0.5 % beyond 2 r_max (erf 2 = 0.995), so the
@@ -167,8 +167,8 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
                               requires_grad=True)
     e0_shift = torch.zeros_like(fixed_e0, requires_grad=True)
     fit_widths = largest_width is not None
-    largest_widths = smallest_widths.clamp(min=largest_width if fit_widths else 0.0)
-    start = (1.5 * smallest_widths).clamp(max=largest_widths)
+    largest_widths = smallest_widths.clamp(min=largest_width) if fit_widths else smallest_widths  # ≥ σ⁰
+    start = (1.5 * smallest_widths).clamp(max=largest_widths)  # σ starts at 1.5 σ⁰
     raw_width = torch.logit((start - smallest_widths) / (largest_widths - smallest_widths).clamp(min=1e-12),
                             eps=1e-6).requires_grad_(True)
     atoms = sample.num_atoms
