@@ -11,24 +11,26 @@ frames (revPBE0-D3, ../shared/datasets/nacl_water), which also writes their
 TorchScript ``*_compiled.model``. Each is then loaded with ``torch.jit.load``
 into MACE's stock ``MACECalculator`` (no mace-qeq involved) and times one
 energy + forces + stress evaluation of replicated NaCl(aq) and liquid-water
-(RPBE-D3, ../shared/datasets/water_rpbe_d3) cells, each case in a fresh
-process; five calls, of which the first two let TorchScript's profiling
-executor optimise, and the time reported is the median of the last three (these
-machines are shared: one call can take twice as long as the next). Above
+(RPBE-D3, ../shared/datasets/water_rpbe_d3) cells, each size in a fresh
+process that holds every variant and calls them in turn, five rounds, of which
+the first two let TorchScript's profiling executor optimise; the time reported
+is the median of the last three, and the ratio the median of the last three
+rounds' ratios (these machines are shared: one call can take twice as long as
+the next, and variants timed side by side see the same machine). Above
 ``dense_limit`` (500) atoms MACEQEq solves its charges by preconditioned
 conjugate gradients with smooth PME, in the compiled model as in the eager
 one; the eager MACEQEq is timed too, and its energy compared with the compiled
 one. ``--executor-off`` times both compiled models also inside
 ``torch.jit.optimized_execution(False)``, which separates the cost of the
 graphs TorchScript's profiling executor optimises from that of the computation
-itself. Writes results/compiled_scaling.{json,md,png}.
+itself. Writes results/compiled_scaling[_DEVICE][_float32].{json,md,png} (the suffixes for a device other
+than the CPU and for float32).
 """
 
 import argparse
 import hashlib
 import json
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -51,6 +53,11 @@ CALLS = 5  # per case: two to let TorchScript optimise, the median of the last t
 def seconds(case: dict) -> float:
     """The time of one call: the median of the calls after the first two."""
     return float(np.median(case["seconds"][2:]))
+
+
+def paired_ratio(numerator: dict, denominator: dict) -> float:
+    """The median over rounds (after the first two) of the ratio of two variants timed in the same round."""
+    return float(np.median(np.asarray(numerator["seconds"][2:]) / np.asarray(denominator["seconds"][2:])))
 
 
 def frame(system: str):
@@ -89,31 +96,38 @@ def file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def time_case(model_path: str, compiled: bool, optimize: bool, system: str, repeat, dtype: str, device: str, queue):
-    from mace.calculators import MACECalculator
+def calculator_for(model_path: str, compiled: bool, dtype: str, device: str):
+    """The stock MACECalculator on a compiled model, or mace-qeq's on an eager one."""
+    if compiled:
+        from mace.calculators import MACECalculator
 
+        return MACECalculator(models=[torch.jit.load(model_path, map_location=device)], device=device,
+                              default_dtype=dtype, model_type="MACE")
+    from mace_qeq.calculators import MACEQEqCalculator
+
+    return MACEQEqCalculator(model_paths=model_path, device=device, default_dtype=dtype)
+
+
+def time_case(variants, system: str, repeat, dtype: str, device: str, queue):
+    """Every variant (label, model path, compiled, optimize) on one configuration, side by side: each round
+    moves the atoms (a new geometry, as in MD) and calls every variant once, so that the machine's drift
+    hits all of them alike."""
     torch.set_default_dtype(getattr(torch, dtype))
     atoms = frame(system) * tuple(repeat)
     atoms.info = {"charge": 0}
-    if compiled:
-        calculator = MACECalculator(models=[torch.jit.load(model_path, map_location=device)], device=device,
-                                    default_dtype=dtype, model_type="MACE")
-    else:
-        from mace_qeq.calculators import MACEQEqCalculator
-
-        calculator = MACEQEqCalculator(model_paths=model_path, device=device, default_dtype=dtype)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds = []
-    with torch.jit.optimized_execution(optimize):
-        for _ in range(CALLS):
-            atoms.positions += 1e-4  # a new geometry each call, as in MD
-            _, ms = synchronised_ms(device, lambda: calculator.calculate(atoms, ["energy", "forces", "stress"],
-                                                                         ["positions"]))
-            seconds.append(ms / 1e3)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put({"atoms": len(atoms), "seconds": seconds, "energy": float(calculator.results["energy"]),
-               "forces": calculator.results["forces"].tolist(),
-               "peak_mb": peak / 1024, "rise_mb": (peak - baseline) / 1024})
+    calculators = {label: calculator_for(path, compiled, dtype, device) for label, path, compiled, _ in variants}
+    seconds = {label: [] for label, *_ in variants}
+    for _ in range(CALLS):
+        atoms.positions += 1e-4
+        for label, _, _, optimize in variants:
+            calculator = calculators[label]
+            with torch.jit.optimized_execution(optimize):
+                _, ms = synchronised_ms(device, lambda: calculator.calculate(atoms, ["energy", "forces", "stress"],
+                                                                             ["positions"]))
+            seconds[label].append(ms / 1e3)
+    queue.put({label: {"atoms": len(atoms), "seconds": seconds[label],
+                       "energy": float(calculators[label].results["energy"]),
+                       "forces": calculators[label].results["forces"].tolist()} for label, *_ in variants})
 
 
 def main():
@@ -145,20 +159,19 @@ def main():
             if atoms_per_frame * np.prod(repeat) > args.max_atoms:
                 continue
             row = {"system": system, "repeat": list(repeat)}
-            forces = {}
-            for label, path, compiled, optimize in variants:
-                key = f"{label} {system} {repeat} {args.dtype} {args.device} {file_digest(path)} {CALLS} calls"
-                if key not in measured:  # a case measured before (an interrupted run) is kept
-                    measured[key] = run_in_fresh_process(time_case, path, compiled, optimize, system, repeat,
-                                                         args.dtype, args.device)
-                    measured_file.write_text(json.dumps(measured))
-                row[label] = {k: v for k, v in measured[key].items() if k != "forces"}
-                forces[label] = np.asarray(measured[key]["forces"])
+            key = " ".join([system, str(repeat), args.dtype, args.device, str(CALLS), "calls"]
+                           + [f"{label}:{file_digest(path)}" for label, path, *_ in variants])
+            if key not in measured:  # a case measured before (an interrupted run) is kept
+                measured[key] = run_in_fresh_process(time_case, variants, system, repeat, args.dtype, args.device)
+                measured_file.write_text(json.dumps(measured))
+            forces = {label: np.asarray(case["forces"]) for label, case in measured[key].items()}
+            row.update({label: {k: v for k, v in case.items() if k != "forces"}
+                        for label, case in measured[key].items()})
             row["atoms"] = row["MACE compiled"]["atoms"]
-            row["ratio"] = seconds(row["MACEQEq compiled"]) / seconds(row["MACE compiled"])
+            row["ratio"] = paired_ratio(row["MACEQEq compiled"], row["MACE compiled"])
             if args.executor_off:
-                row["ratio_executor_off"] = (seconds(row["MACEQEq compiled, executor off"])
-                                             / seconds(row["MACE compiled, executor off"]))
+                row["ratio_executor_off"] = paired_ratio(row["MACEQEq compiled, executor off"],
+                                                         row["MACE compiled, executor off"])
             if "MACEQEq eager" in row:
                 row["compiled_minus_eager_ev"] = row["MACEQEq compiled"]["energy"] - row["MACEQEq eager"]["energy"]
                 row["compiled_minus_eager_max_force_ev_a"] = float(
@@ -175,7 +188,8 @@ def main():
         (" --executor-off" if args.executor_off else "")
     result = {"hardware": hardware, "dtype": args.dtype, "torch": torch.__version__, "rows": rows, "command": command,
               "date": time.strftime("%Y-%m-%d")}
-    stem = "compiled_scaling" + ("" if args.device == "cpu" else f"_{args.device}")
+    stem = "compiled_scaling" + ("" if args.device == "cpu" else f"_{args.device}") + \
+        ("" if args.dtype == "float64" else f"_{args.dtype}")
     (args.output / f"{stem}.json").write_text(json.dumps(result, indent=2))
     write_markdown(result, variants, args.output / f"{stem}.md")
     plot(result, variants, args.output / f"{stem}.png")
@@ -187,7 +201,9 @@ def write_markdown(result, variants, path):
     lines = [f"# Compiled models at scale: MACEQEq / MACE ({result['hardware']}, {result['dtype']})", "",
              "Energy + forces + stress of one configuration with MACE's stock `MACECalculator` on "
              "`torch.jit.load(<name>_compiled.model)`; both models trained on NaCl(aq) with the backbone "
-             f"32x0e+32x1o, 2 layers, r_max 5 Å; median of calls 3–5. Command: `{result['command']}` ({result['date']})",
+             f"32x0e+32x1o, 2 layers, r_max 5 Å; every variant in one process per size, called in turn, five rounds: "
+             "times are medians of rounds 3–5, the ratio the median of those rounds' paired ratios. "
+             f"Command: `{result['command']}` ({result['date']})",
              "", "| system | atoms | " + " | ".join(f"{label} (s)" for label in labels) +
              " | compiled MACEQEq / MACE |" + (" the same, executor off |" if executor_off else "")
              + " compiled − eager: E (eV), max |ΔF| (eV/Å) |",

@@ -6,8 +6,8 @@ The element baseline is the MACEQEq energy with every environment term off,
     E_base(R, Q) = Σᵢ E0_{Zᵢ} + min_{Σq=Q} Σᵢ [χ_{Zᵢ} qᵢ + ½ J_{Zᵢ} qᵢ²] + ½ qᵀΦ(R)q,
 
 (Φ of Gaussian charges of widths σ_Z) and χ_Z (eV/e), J_Z ≥ J_min (eV/e²), the
-widths σ⁰_Z ≤ σ_Z ≤ r_max/2 (Å; σ⁰ the covalent radii; widths the user gave
-are kept) and, where MACE would fit them by least squares ("average"
+widths σ⁰_Z ≤ σ_Z ≤ r_max/2 (Å; σ⁰ the covalent radii; widths the user gave,
+and those the data do not determine, are kept at σ⁰) and, where MACE would fit them by least squares ("average"
 E0s), E0_Z (eV) minimise
 
     ⟨w (E_ref − E_base)² / N²⟩ + (w_q / w_E) ⟨(q* − q_ref)²⟩ + 10⁻⁴ Σ_Z ln²(J_Z / J₀)
@@ -211,6 +211,8 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
 
     optimizer.step(closure)
     e0, x, j, widths = (t.detach() for t in parameters())
+    if fit_widths:
+        widths = _undetermined_widths_kept(widths, smallest_widths, lambda w: float(loss_of(e0, x, j, w)))
     _, charges, forces = baseline(sample, e0, x, j, widths, forces=True)
     with torch.no_grad():
         after = energy_rmse(e0, x, j, widths)
@@ -221,6 +223,23 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
                       1e3 * float(torch.sqrt(sample.forces[referenced].pow(2).mean()))) \
             if bool(referenced.any()) else (None, None)
     return ElementBaseline(e0, x.tolist(), j.tolist(), widths.tolist(), before, after, *force_rmse, charge_rmse)
+
+
+def _undetermined_widths_kept(widths: Tensor, given: Tensor, loss, tolerance: float = 1e-6) -> Tensor:
+    """``widths`` with each element's width set back to its given one where that does not raise ``loss``
+    (relatively, beyond ``tolerance``): the data do not determine it. On neutral data without charge
+    labels χ = 0 is stationary (E_QEq* = −½χᵀSχ), the fit stays there with no charges, and without this
+    the widths would stay at the fit's 1.5 σ⁰ start: 2.5–3.4× the real-space pairs of σ⁰ in large cells."""
+    best = loss(widths)
+    for element in range(widths.shape[0]):
+        if bool(widths[element] == given[element]):
+            continue
+        trial = widths.clone()
+        trial[element] = given[element]
+        value = loss(trial)
+        if value <= best * (1.0 + tolerance) + 1e-15:
+            widths, best = trial, min(best, value)
+    return widths
 
 
 def log_baseline(fit: ElementBaseline, atomic_numbers: Sequence[int]) -> None:

@@ -81,6 +81,17 @@ def test_recovers_wider_gaussian_widths():
     assert min(w - s for w, s in zip(fit.widths, SIGMA)) >= 0.0 and fit.widths[2] == absent
 
 
+def test_widths_the_data_do_not_determine_keep_the_given_ones():
+    """Neutral structures whose energies are E0s alone: the fit stays at χ = 0 (stationary there), puts no
+    charge anywhere, and must not leave the widths where it started them (1.5 σ⁰): wider Gaussians cost
+    real-space pairs in every large cell the model later runs."""
+    sample = clusters(seed=7, total_charges=(0.0,))
+    sample.energy = torch.zeros_like(sample.energy).index_add(0, sample.batch, TRUE_E0[0, sample.element])
+    fit = fit_element_baseline(sample, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, largest_width=3.0)
+    assert fit.widths == SIGMA
+    assert fit.energy_rmse_after < 1e-3  # meV/atom
+
+
 def test_widths_stop_at_the_largest_width():
     """Data that want wider charges than allowed (true widths 8 Å) get the largest width, never more: unbounded,
     σ_Ag of Ag3± ran to 10¹⁰ Å and the periodic QEq matrix lost its positive definiteness."""
