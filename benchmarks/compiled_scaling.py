@@ -23,8 +23,8 @@ one; the eager MACEQEq is timed too, and its energy compared with the compiled
 one. ``--executor-off`` times both compiled models also inside
 ``torch.jit.optimized_execution(False)``, which separates the cost of the
 graphs TorchScript's profiling executor optimises from that of the computation
-itself. Writes results/compiled_scaling[_DEVICE][_float32].{json,md,png} (the suffixes for a device other
-than the CPU and for float32).
+itself. Writes results/compiled_scaling.{json,md,png}, with ``_cuda`` and
+``_float32`` in the name for a GPU and for float32.
 """
 
 import argparse

@@ -7,8 +7,8 @@ The element baseline is the MACEQEq energy with every environment term off,
 
 (Φ of Gaussian charges of widths σ_Z) and χ_Z (eV/e), J_Z ≥ J_min (eV/e²), the
 widths σ⁰_Z ≤ σ_Z ≤ r_max/2 (Å; σ⁰ the covalent radii; widths the user gave,
-and those the data do not determine, are kept at σ⁰) and, where MACE would fit them by least squares ("average"
-E0s), E0_Z (eV) minimise
+and those the data do not determine, are kept) and, where MACE would fit
+them by least squares ("average" E0s), E0_Z (eV) minimise
 
     ⟨w (E_ref − E_base)² / N²⟩ + (w_q / w_E) ⟨(q* − q_ref)²⟩ + 10⁻⁴ Σ_Z ln²(J_Z / J₀)
 
@@ -229,16 +229,17 @@ def _undetermined_widths_kept(widths: Tensor, given: Tensor, loss, tolerance: fl
     """``widths`` with each element's width set back to its given one where that does not raise ``loss``
     (relatively, beyond ``tolerance``): the data do not determine it. On neutral data without charge
     labels χ = 0 is stationary (E_QEq* = −½χᵀSχ), the fit stays there with no charges, and without this
-    the widths would stay at the fit's 1.5 σ⁰ start: 2.5–3.4× the real-space pairs of σ⁰ in large cells."""
-    best = loss(widths)
+    the widths would stay at the fit's 1.5 σ⁰ start (on NaCl(aq): σ_Na 2.49 Å, 3.4× the real-space pairs
+    of σ⁰ in every large cell the model later runs)."""
+    current = loss(widths)
     for element in range(widths.shape[0]):
         if bool(widths[element] == given[element]):
             continue
         trial = widths.clone()
         trial[element] = given[element]
         value = loss(trial)
-        if value <= best * (1.0 + tolerance) + 1e-15:
-            widths, best = trial, min(best, value)
+        if value <= current * (1.0 + tolerance) + 1e-15:
+            widths, current = trial, value
     return widths
 
 
