@@ -340,19 +340,22 @@ def train(*args, **kwargs):
     handler = kwargs["checkpoint_handler"]
     state = mace_tools.CheckpointState(model, kwargs["optimizer"], kwargs["lr_scheduler"])
     stages = [False] + ([True] if kwargs.get("swa") is not None else [])
+    distributed = kwargs.get("distributed", False)
     for swa in stages:
         # the file run_train loads next; the refit is written back to it (not re-named by its epoch)
         path = handler.io._get_latest_checkpoint_path(swa=swa)  # pylint: disable=protected-access
         if path is None:
             continue
         checkpoint, _ = handler.io.load(path, device=kwargs["device"])
+        if distributed:
+            torch.distributed.barrier()  # every rank has read the file before rank 0 overwrites it
         handler.builder.load_checkpoint(state=state, checkpoint=checkpoint, strict=False)
         refit = refit_energy_offsets(model, kwargs["train_loader"].dataset, plan.free_heads, plan.batch_size,
                                      kwargs["device"], skip_heads=plan.skip_heads, seed=plan.seed)
         log_refit(refit)
         if refit is not None and kwargs.get("rank", 0) == 0:
             torch.save(handler.builder.create_checkpoint(state), path)
-    if kwargs.get("distributed", False):
+    if distributed:
         torch.distributed.barrier()  # every rank loads the refitted checkpoint next
 
 
