@@ -22,6 +22,7 @@ replaces exactly these look-ups, each where mace reads it at call time:
 upstream that would make this module unnecessary.
 """
 
+import contextlib
 import importlib
 import logging
 from typing import Any, Dict, List, NamedTuple
@@ -335,12 +336,14 @@ def train(*args, **kwargs):
     if plan is not None and isinstance(model, MACEQEq) and kwargs.get("swa") is not None:
         refit_as_stage_two_starts(kwargs["swa"], kwargs["train_loader"].dataset, plan, kwargs["device"])
     _original["train"](*args, **kwargs)
-    if plan is None or not isinstance(model, MACEQEq):
-        return
     handler = kwargs["checkpoint_handler"]
     state = mace_tools.CheckpointState(model, kwargs["optimizer"], kwargs["lr_scheduler"])
-    stages = [False] + ([True] if kwargs.get("swa") is not None else [])
     distributed = kwargs.get("distributed", False)
+    if kwargs.get("swa") is not None:
+        stage_two_checkpoint_ensured(handler, state, kwargs)
+    if plan is None or not isinstance(model, MACEQEq):
+        return
+    stages = [False] + ([True] if kwargs.get("swa") is not None else [])
     for swa in stages:
         # the file run_train loads next; the refit is written back to it (not re-named by its epoch)
         path = handler.io._get_latest_checkpoint_path(swa=swa)  # pylint: disable=protected-access
@@ -357,6 +360,26 @@ def train(*args, **kwargs):
             torch.save(handler.builder.create_checkpoint(state), path)
     if distributed:
         torch.distributed.barrier()  # every rank loads the refitted checkpoint next
+
+
+def stage_two_checkpoint_ensured(handler, state, kwargs) -> None:
+    """Save the final weights as Stage Two's checkpoint where mace saved none.
+
+    mace saves a Stage-Two checkpoint only at a validation inside Stage Two; with ``--eval_interval``
+    longer than Stage Two there is none, and run_train then fails looking it up (``UnboundLocalError`` in
+    mace 0.3.16's checkpoint lookup) after the whole training. The weights saved are the ones mace would
+    have saved at the last epoch (EMA-averaged where EMA is on)."""
+    paths = [handler.io._parse_checkpoint_path(p) for p in handler.io._list_file_paths()]  # pylint: disable=protected-access
+    if any(info is not None and info.swa and info.tag == handler.io.tag for info in paths):
+        return
+    ema = kwargs.get("ema")
+    if kwargs.get("rank", 0) == 0:
+        logging.warning("No validation ran in Stage Two (--eval_interval %s): its final weights are saved as "
+                        "the Stage Two checkpoint", kwargs.get("eval_interval"))
+        with ema.average_parameters() if ema is not None else contextlib.nullcontext():
+            handler.save(state=state, epochs=max(kwargs["max_num_epochs"] - 1, kwargs["swa"].start), keep_last=True)
+    if kwargs.get("distributed", False):
+        torch.distributed.barrier()  # every rank finds it next
 
 
 def refit_as_stage_two_starts(swa, dataset, plan: OffsetRefitPlan, device) -> None:

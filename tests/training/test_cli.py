@@ -178,6 +178,16 @@ def test_stage_two_can_be_switched_off(data, tmp_path):
     assert not list(tmp_path.glob("one_stagetwo*"))
 
 
+def test_stage_two_without_a_validation_in_it_still_gives_a_stage_two_model(data, tmp_path):
+    """--eval_interval longer than Stage Two: mace saves no Stage-Two checkpoint and 0.3.16's run_train then
+    fails after the whole training; the final weights become that checkpoint instead."""
+    log = qeq_train(tmp_path, "--name", "sparse", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "4",
+                    "--eval_interval", "4")
+    assert "No validation ran in Stage Two" in log
+    assert [checkpoint_epoch(p) for p in (tmp_path / "checkpoints").glob("sparse_run-1_epoch-*_swa.pt")] == [3]
+    assert (tmp_path / "sparse_stagetwo.model").exists() and (tmp_path / "sparse_stagetwo_compiled.model").exists()
+
+
 @pytest.fixture(scope="module")
 def foundation(data, tmp_path_factory):
     """A plain MACE model trained by stock mace_run_train (the offline stand-in for a foundation model)."""
