@@ -390,6 +390,52 @@ def energy_offset(predictions, config_type: Optional[str] = None) -> Dict[str, f
             "energy_spread_mev_per_atom": float(error[keep].std())}
 
 
+def coordination_numbers(atoms) -> np.ndarray:
+    """Grimme's D3 coordination number of every atom, CN_i = Σ_j 1 / (1 + exp(−16 (4/3 (R_i + R_j) / r_ij − 1)))
+    with covalent radii R (ase.data), minimum-image distances: how many neighbours an atom has, model-free."""
+    from ase.data import covalent_radii
+
+    radii = covalent_radii[atoms.numbers]
+    distances = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+    np.fill_diagonal(distances, np.inf)
+    return (1.0 / (1.0 + np.exp(-16.0 * (4.0 / 3.0 * (radii[:, None] + radii[None, :]) / distances - 1.0)))).sum(1)
+
+
+def group_environments(pool: Sequence, groups: Sequence) -> Dict[str, dict]:
+    """What the structures of each config type of ``groups`` hold next to the training ``pool``.
+
+    ``new_coordination``: the share of atoms whose D3 coordination number (:func:`coordination_numbers`) lies
+    outside the 0.5–99.5 % range of the training atoms of its element, i.e. local environments a short-range
+    model has to extrapolate to. ``coulomb_ev_per_atom``: the point-charge Coulomb energy of the reference
+    charges per atom (isolated structures with ``REF_charges`` only), the size of the long-range energy."""
+    from mace_qeq.electrostatics.units import COULOMB_CONSTANT
+
+    trained: Dict[int, list] = {}
+    for atoms in pool:
+        for z, cn in zip(atoms.numbers, coordination_numbers(atoms)):
+            trained.setdefault(int(z), []).append(cn)
+    limits = {z: np.percentile(cns, [0.5, 99.5]) for z, cns in trained.items()}
+    by_type: Dict[str, list] = {}
+    for atoms in groups:
+        by_type.setdefault(atoms.info.get("config_type", "all"), []).append(atoms)
+    out = {}
+    for config_type, members in sorted(by_type.items()):
+        new, count, coulomb = 0, 0, []
+        for atoms in members:
+            for z, cn in zip(atoms.numbers, coordination_numbers(atoms)):
+                low, high = limits.get(int(z), (np.inf, -np.inf))
+                new += not low <= cn <= high
+                count += 1
+            if "REF_charges" in atoms.arrays and not atoms.pbc.any():
+                q = atoms.arrays["REF_charges"]
+                upper = np.triu_indices(len(atoms), 1)
+                pairs = np.outer(q, q)[upper] / atoms.get_all_distances()[upper]
+                coulomb.append(COULOMB_CONSTANT * pairs.sum() / len(atoms))
+        out[config_type] = {"atoms_per_structure": count / len(members), "new_coordination": new / count,
+                            "coulomb_ev_per_atom": float(np.mean(coulomb)) if coulomb else None}
+    return out
+
+
 def hardware(device: str) -> str:
     import platform
 

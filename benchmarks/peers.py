@@ -24,7 +24,11 @@ same command on the same data are reused (``--retrain`` trains them again), so
 Transfer: a set with groups training never has (``nacl_transfer``: trained on
 Na/Cl clusters at Q = 0, ±1 of 7–8 atoms; tested also on Q = ±2 and on
 27-atom clusters) gets a second table, the energy and force errors of each
-model on each unseen group next to its in-distribution errors.
+model on each unseen group next to its in-distribution errors, their split
+into a constant offset per atom and the spread about it, and a model-free
+table of what each group holds (``peer_models.group_environments``: the share
+of atoms with a coordination no training atom has, the Coulomb energy of the
+reference charges).
 
 ``--learning-curve N …`` trains MACEQEq and MACE + embedding (or ``--models``)
 on N structures of the pool instead, with the set's epochs, and writes
@@ -92,6 +96,8 @@ def run_set(name: str, args, models, budget) -> dict:
               "hardware": pm.hardware(args.device),
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors,
               "commands": {model: args.command for model in runs}}
+    if unseen:
+        result["environments"] = pm.group_environments(pm.subset(pool, train_size), list(test) + list(unseen))
     if args.update:
         result = keep_earlier_rows(result, args.output / f"peers_{name}.json")
     write(name, result, predictions, args)
@@ -275,6 +281,16 @@ def write(name, result, predictions, args):
             cells = [f"{errors[t]['energy_offset_mev_per_atom']:+.1f} / {errors[t]['energy_spread_mev_per_atom']:.1f}"
                      if "energy_offset_mev_per_atom" in errors.get(t, {}) else "—" for t in ["all"] + unseen]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if result.get("environments"):
+        lines += ["", "What each group holds (model-free): the share of atoms whose D3 coordination number lies "
+                  "outside the range of the training atoms of their element (local environments a short-range "
+                  "model must extrapolate to), and the point-charge Coulomb energy of the reference charges "
+                  "(the size of the long-range energy):", "",
+                  "| group | atoms | new coordination | Coulomb (eV/atom) |", "|---|---:|---:|---:|"]
+        for group, held in result["environments"].items():
+            lines.append(f"| {group}{' (unseen)' if f'unseen {group}' in unseen else ''} | "
+                         f"{held['atoms_per_structure']:.0f} | {100 * held['new_coordination']:.0f} % | "
+                         f"{pm.fmt(held['coulomb_ev_per_atom'], 2)} |")
     if types:
         lines += ["", "Per configuration type, E meV/atom / F meV/Å:", "",
                   "| model | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]

@@ -12,10 +12,11 @@ import pytest
 
 from mace_qeq.analysis.evaluate import Predictions
 from mace_qeq.datasets import DEFAULT_DATASET
+from mace_qeq.electrostatics.units import COULOMB_CONSTANT
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from peer_models import errors_by_type  # noqa: E402
+from peer_models import errors_by_type, group_environments  # noqa: E402
 
 
 def test_energy_error_splits_into_an_offset_and_a_spread():
@@ -31,6 +32,32 @@ def test_energy_error_splits_into_an_offset_and_a_spread():
     for group in errors.values():  # RMSE² = offset² + spread²
         assert group["energy_mev_per_atom"] ** 2 == pytest.approx(
             group["energy_offset_mev_per_atom"] ** 2 + group["energy_spread_mev_per_atom"] ** 2)
+
+
+def rock_salt_cube(n: int, spacing: float = 2.8, rattle: float = 0.0, seed: int = 0):
+    """An n×n×n rock-salt cluster of Na and Cl with charges ±0.8 e, optionally rattled."""
+    from ase import Atoms
+
+    grid = np.array([(i, j, k) for i in range(n) for j in range(n) for k in range(n)])
+    atoms = Atoms(numbers=np.where(grid.sum(1) % 2 == 0, 11, 17), positions=spacing * grid.astype(float))
+    atoms.positions += np.random.default_rng(seed).normal(scale=rattle, size=atoms.positions.shape)
+    atoms.arrays["REF_charges"] = np.where(atoms.numbers == 11, 0.8, -0.8)
+    atoms.info["config_type"] = f"cube{n}"
+    return atoms
+
+
+def test_group_environments_flag_coordinations_training_never_had():
+    # training: rattled 2×2×2 cubes (every ion three-fold coordinated); the 3×3×3 cube's corners (8 of 27)
+    # are three-fold too, its other 19 ions four- to six-fold
+    pool = [rock_salt_cube(2, rattle=0.05, seed=seed) for seed in range(40)]
+    held = group_environments(pool, [rock_salt_cube(2), rock_salt_cube(3)])
+    assert held["cube2"]["new_coordination"] == 0.0
+    assert held["cube3"]["new_coordination"] == pytest.approx(19 / 27)
+    assert held["cube3"]["atoms_per_structure"] == 27
+    # point charges ±0.8 e on the 2×2×2 cube (edge a): 12 unlike pairs at a, 12 like at √2 a, 4 unlike at √3 a
+    a = 2.8
+    coulomb = COULOMB_CONSTANT * 0.64 * (-12 / a + 12 / (np.sqrt(2) * a) - 4 / (np.sqrt(3) * a)) / 8
+    assert held["cube2"]["coulomb_ev_per_atom"] == pytest.approx(coulomb, rel=1e-12)
 
 
 def run_peers(tmp_path, *arguments):
