@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from training_throughput import epoch_seconds  # noqa: E402
+from training_throughput import epoch_seconds, refit_seconds  # noqa: E402
 
 LOG = """2026-11-30 08:19:58.347 INFO: Started training, reporting errors on validation set
 2026-11-30 08:19:59.052 INFO: Initial: head: Default, loss=81.2, RMSE_E_per_atom=   29.57 meV
@@ -24,3 +24,16 @@ def test_epochs_without_a_report_are_timed():
 def test_an_unfinished_training_is_an_error():
     with pytest.raises(RuntimeError, match="no complete training"):
         epoch_seconds(LOG.replace("Training complete", "Epoch 4"), 5)
+
+
+def test_the_offset_refit_inside_training_is_timed_from_the_line_before_it():
+    log = """2026-12-03 18:24:58.953 INFO: Started training, reporting errors on validation set
+2026-12-03 18:25:01.922 INFO: Epoch 0: head: Default, loss=0.37
+2026-12-03 18:25:06.255 INFO: Changing loss based on Stage Two Weights
+2026-12-03 18:25:06.734 INFO: MACEQEq energy offsets refitted on 244 training structures: ΔE0 [[-0.0245]] eV
+2026-12-03 18:25:11.089 INFO: Training complete
+2026-12-03 18:25:11.650 INFO: MACEQEq energy offsets refitted on 244 training structures: ΔE0 [[0.0238]] eV
+"""
+    # the refit after "Training complete" is outside the timed window and not counted
+    assert refit_seconds(log) == pytest.approx(0.479)
+    assert refit_seconds(LOG) == 0.0
