@@ -50,18 +50,22 @@ CASES = {
 }
 
 
+def stamped(log: str):
+    """(time, message) of each timestamped INFO line of a mace log."""
+    for line in log.splitlines():
+        match = STAMP.match(line)
+        if match:
+            yield datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f"), match.group(2)
+
+
 def epoch_seconds(log: str, epochs: int) -> float:
     """Seconds from 'Started training' to 'Training complete' (every epoch and the validations mace runs
     every ``--eval_interval`` epochs, here at the first), per epoch."""
     start = end = None
-    for line in log.splitlines():
-        match = STAMP.match(line)
-        if not match:
-            continue
-        when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f")
-        if match.group(2).startswith("Started training"):
+    for when, message in stamped(log):
+        if message.startswith("Started training"):
             start = when
-        elif match.group(2).startswith("Training complete"):
+        elif message.startswith("Training complete"):
             end = when
     if start is None or end is None:
         raise RuntimeError("no complete training in the log")
@@ -72,12 +76,7 @@ def refit_seconds(log: str) -> float:
     """Seconds spent inside the training loop on MACEQEq's offset refit as Stage Two starts (once per
     training): from the log line before each 'energy offsets refitted' line to it."""
     inside, previous, total = False, None, 0.0
-    for line in log.splitlines():
-        match = STAMP.match(line)
-        if not match:
-            continue
-        when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f")
-        message = match.group(2)
+    for when, message in stamped(log):
         if message.startswith("Started training"):
             inside = True
         elif message.startswith("Training complete"):
