@@ -144,6 +144,8 @@ SETS: Dict[str, DataSet] = {
                       train=300, epochs=20, structures=500),
     "nacl_transfer": DataSet("nacl_transfer", "Na/Cl clusters at Q = 0, ±1 (Na4Cl4, Na4Cl3⁺, Na3Cl4⁻)",
                              train=400, epochs=30, structures=600),
+    "nacl_rods": DataSet("nacl_rods", "Na/Cl rock-salt rods of 7–16 atoms at Q = 0, ±1", train=400, epochs=30,
+                         structures=720),
     "nacl_periodic": DataSet("nacl_periodic", "periodic Na8Cl8 cells, neutral and with a vacancy (Q = ±1)",
                              train=300, epochs=30, structures=400, geometry_shows_charge=True),
     "lode_dimers": DataSet("lode_dimers", "LODE molecular dimers (+1/−1, +1/0, polar, apolar) at varying "

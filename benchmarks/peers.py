@@ -7,6 +7,7 @@
     python benchmarks/peers.py --train my.xyz --test my_test.xyz --name mine --epochs 100   # your data
     python benchmarks/peers.py --train ag3_train.xyz --test ag3_test.xyz --name ag3   # a 4G-HDNNP DFT set
     python benchmarks/peers.py --set nacl_transfer                      # transfer to unseen charges and sizes
+    python benchmarks/peers.py --set nacl_rods                          # ... where the local environments are known
     python benchmarks/peers.py --set carbon_chain --seeds 3 --models MACE+embedding MACEQEq   # seed spread
 
 Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
@@ -23,7 +24,9 @@ same command on the same data are reused (``--retrain`` trains them again), so
 
 Transfer: a set with groups training never has (``nacl_transfer``: trained on
 Na/Cl clusters at Q = 0, ±1 of 7–8 atoms; tested also on Q = ±2 and on
-27-atom clusters) gets a second table, the energy and force errors of each
+27-atom clusters; ``nacl_rods``: trained on 8–16-atom rock-salt rods at
+Q = 0, ±1, tested also on Q = ±2 and on 48-atom rods whose ions have the
+coordinations training has) gets a second table, the energy and force errors of each
 model on each unseen group next to its in-distribution errors, their split
 into a constant offset per atom and the spread about it, and a model-free
 table of what each group holds (``peer_models.group_environments``: the share

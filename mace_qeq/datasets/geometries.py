@@ -32,13 +32,19 @@ def rocksalt_block(shape: Sequence[int], swap: bool = False, spacing: float = RO
     return Atoms(symbols, positions=sites * spacing)
 
 
-def remove_atoms(atoms: Atoms, symbol: str, count: int, rng: np.random.Generator) -> Atoms:
-    """``atoms`` without ``count`` randomly chosen atoms of element ``symbol`` (drawn one at a time)."""
+def remove_atoms(atoms: Atoms, symbol: str, count: int, rng: np.random.Generator, spacing: float = 0.0) -> Atoms:
+    """``atoms`` without ``count`` atoms of element ``symbol``, drawn one at a time among those more than
+    ``spacing`` Å (by 1e-6 Å) from every atom drawn before (``2 * ROCKSALT_HALF_LATTICE`` in rock salt: no
+    remaining ion neighbours two vacancies)."""
+    removed: list = []
     for _ in range(count):
-        candidates = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == symbol]
-        removed = rng.choice(candidates)
-        atoms = atoms[[i for i in range(len(atoms)) if i != removed]]
-    return atoms
+        candidates = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == symbol
+                      and all(np.linalg.norm(atoms.positions[i] - atoms.positions[j]) > spacing + 1e-6
+                              for j in removed)]
+        if not candidates:
+            raise ValueError(f"no {symbol} is left more than {spacing} Å from the {len(removed)} removed")
+        removed.append(int(rng.choice(candidates)))
+    return atoms[[i for i in range(len(atoms)) if i not in removed]]
 
 
 def nacl_cubes(count: int, rng: np.random.Generator) -> Iterator[Atoms]:

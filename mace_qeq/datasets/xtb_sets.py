@@ -18,6 +18,11 @@ benchmarks can hold out whole trajectories:
 * ``nacl_transfer``: Na4Cl4, Na4Cl3⁺, Na3Cl4⁻ for training and, marked
   ``info['split'] = 'test'``, total charges and sizes training never has:
   Na4Cl2²⁺, Na2Cl4²⁻, Na14Cl13⁺, Na13Cl14⁻;
+* ``nacl_rods``: 2×2×N rock-salt rods (N = 2, 3, 4: 8–16 atoms) at Q = 0 and,
+  with one vacancy, ±1 for training and, marked ``info['split'] = 'test'``,
+  what only the long range changes: two like vacancies apart (Na8Cl6²⁺,
+  Na6Cl8²⁻) and rods three times the largest (2×2×12: Na24Cl24, Na24Cl23⁺,
+  Na23Cl24⁻), whose ions have the coordinations training has;
 * ``nacl_periodic``: rattled, strained periodic Na8Cl8 cells, neutral and
   with a Cl or Na vacancy (Q = +1 / −1), with stress.
 
@@ -44,6 +49,7 @@ from ase import Atoms
 
 from . import DEFAULT_DATASET
 from .geometries import (
+    ROCKSALT_HALF_LATTICE,
     ag3_triangles,
     na9cl8_rods,
     nacl_cubes,
@@ -124,8 +130,40 @@ def nacl_transfer(structures: int, seed: int) -> List[Trajectory]:
     return runs
 
 
+def nacl_rods(structures: int, seed: int) -> List[Trajectory]:
+    """Rods of every length at every training charge, 3 runs each; unseen: the same local environments at
+    Q = ±2 and at 48 atoms. The vacancies of the ±2 rods sit more than two Na–Cl distances apart, so that no
+    ion loses two neighbours (an environment training does not have)."""
+    rng = np.random.default_rng(seed)
+    frames = _split(structures, 27)
+    runs = []
+    for k in range(3):
+        for length in (2, 3, 4):
+            rod = rocksalt_block((2, 2, length))
+            n = 2 * length
+            runs += [Trajectory(rod, 0, f"Na{n}Cl{n}", frames, seed=seed + 100 * k + 10 * length),
+                     Trajectory(remove_atoms(rod, "Cl", 1, rng), 1, f"Na{n}Cl{n - 1}+", frames,
+                                seed=seed + 100 * k + 10 * length + 1),
+                     Trajectory(remove_atoms(rod, "Na", 1, rng), -1, f"Na{n - 1}Cl{n}-", frames,
+                                seed=seed + 100 * k + 10 * length + 2)]
+    unseen = max(10, structures // 40)
+    rod, long_rod, apart = rocksalt_block((2, 2, 4)), rocksalt_block((2, 2, 12)), 2 * ROCKSALT_HALF_LATTICE
+    for k in range(2):
+        runs += [Trajectory(remove_atoms(rod, "Cl", 2, rng, apart), 2, "Na8Cl6++", unseen, temperature=400.0,
+                            seed=seed + 1000 + k),
+                 Trajectory(remove_atoms(rod, "Na", 2, rng, apart), -2, "Na6Cl8--", unseen, temperature=400.0,
+                            seed=seed + 1010 + k)]
+    runs += [Trajectory(long_rod, 0, "Na24Cl24", unseen, temperature=400.0, seed=seed + 1020),
+             Trajectory(remove_atoms(long_rod, "Cl", 1, rng), 1, "Na24Cl23+", unseen, temperature=400.0,
+                        seed=seed + 1021),
+             Trajectory(remove_atoms(long_rod, "Na", 1, rng), -1, "Na23Cl24-", unseen, temperature=400.0,
+                        seed=seed + 1022)]
+    return runs
+
+
 #: Sets that only the transfer benchmark tests on: their config types never appear in training.
-UNSEEN_IN_TRAINING = {"nacl_transfer": ("Na4Cl2++", "Na2Cl4--", "Na14Cl13+", "Na13Cl14-")}
+UNSEEN_IN_TRAINING = {"nacl_transfer": ("Na4Cl2++", "Na2Cl4--", "Na14Cl13+", "Na13Cl14-"),
+                      "nacl_rods": ("Na8Cl6++", "Na6Cl8--", "Na24Cl24", "Na24Cl23+", "Na23Cl24-")}
 
 MD_SETS: Dict[str, Callable[[int, int], List[Trajectory]]] = {
     "ag3_same_geometry": ag3_same_geometry,
@@ -133,6 +171,7 @@ MD_SETS: Dict[str, Callable[[int, int], List[Trajectory]]] = {
     "carbon_chain": carbon_chain,
     "na9cl8": na9cl8,
     "nacl_transfer": nacl_transfer,
+    "nacl_rods": nacl_rods,
 }
 
 
