@@ -24,7 +24,7 @@ same command on the same data are reused (``--retrain`` trains them again), so
 
 Transfer: a set with groups training never has (``nacl_transfer``: trained on
 Na/Cl clusters at Q = 0, ±1 of 7–8 atoms; tested also on Q = ±2 and on
-27-atom clusters; ``nacl_rods``: trained on 8–16-atom rock-salt rods at
+27-atom clusters; ``nacl_rods``: trained on 7–16-atom rock-salt rods at
 Q = 0, ±1, tested also on Q = ±2 and on 48-atom rods whose ions have the
 coordinations training has) gets a second table, the energy and force errors of each
 model on each unseen group next to its in-distribution errors, their split

@@ -18,11 +18,12 @@ benchmarks can hold out whole trajectories:
 * ``nacl_transfer``: Na4Cl4, Na4Cl3⁺, Na3Cl4⁻ for training and, marked
   ``info['split'] = 'test'``, total charges and sizes training never has:
   Na4Cl2²⁺, Na2Cl4²⁻, Na14Cl13⁺, Na13Cl14⁻;
-* ``nacl_rods``: 2×2×N rock-salt rods (N = 2, 3, 4: 8–16 atoms) at Q = 0 and,
-  with one vacancy, ±1 for training and, marked ``info['split'] = 'test'``,
-  what only the long range changes: two like vacancies apart (Na8Cl6²⁺,
-  Na6Cl8²⁻) and rods three times the largest (2×2×12: Na24Cl24, Na24Cl23⁺,
-  Na23Cl24⁻), whose ions have the coordinations training has;
+* ``nacl_rods``: 2×2×N rock-salt rods (N = 2, 3, 4: 16, 24, 32 sites) at
+  Q = 0 and, with one vacancy, ±1 for training (7–16 atoms) and, marked
+  ``info['split'] = 'test'``, what only the long range changes: two like
+  vacancies more than two Na–Cl distances apart (Na8Cl6²⁺, Na6Cl8²⁻) and rods
+  three times the largest (2×2×12: Na24Cl24, Na24Cl23⁺, Na23Cl24⁻), whose ions
+  have the coordinations training has;
 * ``nacl_periodic``: rattled, strained periodic Na8Cl8 cells, neutral and
   with a Cl or Na vacancy (Q = +1 / −1), with stress.
 
