@@ -36,15 +36,21 @@ def remove_atoms(atoms: Atoms, symbol: str, count: int, rng: np.random.Generator
     """``atoms`` without ``count`` atoms of element ``symbol``, drawn one at a time among those more than
     ``spacing`` Å (by 1e-6 Å) from every atom drawn before (``2 * ROCKSALT_HALF_LATTICE`` in rock salt: no
     remaining ion neighbours two vacancies)."""
-    removed: list = []
+    symbols, removed = atoms.get_chemical_symbols(), []
     for _ in range(count):
-        candidates = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == symbol
+        candidates = [i for i, s in enumerate(symbols) if s == symbol
                       and all(np.linalg.norm(atoms.positions[i] - atoms.positions[j]) > spacing + 1e-6
                               for j in removed)]
         if not candidates:
             raise ValueError(f"no {symbol} is left more than {spacing} Å from the {len(removed)} removed")
         removed.append(int(rng.choice(candidates)))
     return atoms[[i for i in range(len(atoms)) if i not in removed]]
+
+
+def charged_by_vacancies(block: Atoms, charge: int, rng: np.random.Generator, spacing: float = 0.0) -> Atoms:
+    """Rock-salt ``block`` at total charge ``charge`` (e): |Q| Cl⁻ (Q > 0) or Na⁺ (Q < 0) ions removed by
+    :func:`remove_atoms`, more than ``spacing`` Å apart."""
+    return remove_atoms(block, "Cl" if charge > 0 else "Na", abs(charge), rng, spacing)
 
 
 def nacl_cubes(count: int, rng: np.random.Generator) -> Iterator[Atoms]:

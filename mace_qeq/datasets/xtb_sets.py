@@ -52,10 +52,10 @@ from . import DEFAULT_DATASET
 from .geometries import (
     ROCKSALT_HALF_LATTICE,
     ag3_triangles,
+    charged_by_vacancies,
     na9cl8_rods,
     nacl_cubes,
     polyyne,
-    remove_atoms,
     rocksalt_block,
     rocksalt_supercell,
 )
@@ -110,21 +110,36 @@ def na9cl8(structures: int, seed: int) -> List[Trajectory]:
             for k, (start, name) in enumerate([(capped, "Na9Cl8+"), (rod, "Na8Cl8+")] * 4)]
 
 
+def _ionic_name(atoms: Atoms, charge: int) -> str:
+    """The config type of a Na/Cl structure: its composition and one sign per charge (``Na4Cl2++``)."""
+    symbols = atoms.get_chemical_symbols()
+    return f"Na{symbols.count('Na')}Cl{symbols.count('Cl')}" + ("+" * charge if charge > 0 else "-" * -charge)
+
+
+def _vacancy_run(block: Atoms, charge: int, rng: np.random.Generator, frames: int, spacing: float = 0.0,
+                 **md) -> Trajectory:
+    """An MD run of rock-salt ``block`` at total charge ``charge`` (see :func:`charged_by_vacancies`);
+    ``md``: the other :class:`Trajectory` fields."""
+    start = charged_by_vacancies(block, charge, rng, spacing)
+    return Trajectory(start, charge, _ionic_name(start, charge), frames, **md)
+
+
+def _charge_states(block: Atoms, rng: np.random.Generator, frames: int, seed: int, **md) -> List[Trajectory]:
+    """Neutral ``block`` (MD seed ``seed``) and, with one vacancy, at Q = +1 (``seed + 1``) and −1 (``seed + 2``)."""
+    return [_vacancy_run(block, charge, rng, frames, seed=seed + k, **md) for k, charge in enumerate((0, 1, -1))]
+
+
 def nacl_transfer(structures: int, seed: int) -> List[Trajectory]:
     rng = np.random.default_rng(seed)
     cube = rocksalt_block((2, 2, 2))
     frames = _split(structures, 9)
     runs = []
     for k in range(3):
-        runs += [Trajectory(cube, 0, "Na4Cl4", frames, seed=seed + 10 * k),
-                 Trajectory(remove_atoms(cube, "Cl", 1, rng), 1, "Na4Cl3+", frames, seed=seed + 10 * k + 1),
-                 Trajectory(remove_atoms(cube, "Na", 1, rng), -1, "Na3Cl4-", frames, seed=seed + 10 * k + 2)]
+        runs += _charge_states(cube, rng, frames, seed + 10 * k)
     unseen = max(10, structures // 40)
     for k in range(2):
-        runs += [Trajectory(remove_atoms(cube, "Cl", 2, rng), 2, "Na4Cl2++", unseen, temperature=400.0,
-                            seed=seed + 100 + k),
-                 Trajectory(remove_atoms(cube, "Na", 2, rng), -2, "Na2Cl4--", unseen, temperature=400.0,
-                            seed=seed + 110 + k)]
+        runs += [_vacancy_run(cube, 2, rng, unseen, temperature=400.0, seed=seed + 100 + k),
+                 _vacancy_run(cube, -2, rng, unseen, temperature=400.0, seed=seed + 110 + k)]
     runs += [Trajectory(rocksalt_block((3, 3, 3)), 1, "Na14Cl13+", unseen, temperature=400.0, seed=seed + 120),
              Trajectory(rocksalt_block((3, 3, 3), swap=True), -1, "Na13Cl14-", unseen, temperature=400.0,
                         seed=seed + 121)]
@@ -140,26 +155,13 @@ def nacl_rods(structures: int, seed: int) -> List[Trajectory]:
     runs = []
     for k in range(3):
         for length in (2, 3, 4):
-            rod = rocksalt_block((2, 2, length))
-            n = 2 * length
-            runs += [Trajectory(rod, 0, f"Na{n}Cl{n}", frames, seed=seed + 100 * k + 10 * length),
-                     Trajectory(remove_atoms(rod, "Cl", 1, rng), 1, f"Na{n}Cl{n - 1}+", frames,
-                                seed=seed + 100 * k + 10 * length + 1),
-                     Trajectory(remove_atoms(rod, "Na", 1, rng), -1, f"Na{n - 1}Cl{n}-", frames,
-                                seed=seed + 100 * k + 10 * length + 2)]
+            runs += _charge_states(rocksalt_block((2, 2, length)), rng, frames, seed + 100 * k + 10 * length)
     unseen = max(10, structures // 40)
-    rod, long_rod, apart = rocksalt_block((2, 2, 4)), rocksalt_block((2, 2, 12)), 2 * ROCKSALT_HALF_LATTICE
+    rod, apart = rocksalt_block((2, 2, 4)), 2 * ROCKSALT_HALF_LATTICE
     for k in range(2):
-        runs += [Trajectory(remove_atoms(rod, "Cl", 2, rng, apart), 2, "Na8Cl6++", unseen, temperature=400.0,
-                            seed=seed + 1000 + k),
-                 Trajectory(remove_atoms(rod, "Na", 2, rng, apart), -2, "Na6Cl8--", unseen, temperature=400.0,
-                            seed=seed + 1010 + k)]
-    runs += [Trajectory(long_rod, 0, "Na24Cl24", unseen, temperature=400.0, seed=seed + 1020),
-             Trajectory(remove_atoms(long_rod, "Cl", 1, rng), 1, "Na24Cl23+", unseen, temperature=400.0,
-                        seed=seed + 1021),
-             Trajectory(remove_atoms(long_rod, "Na", 1, rng), -1, "Na23Cl24-", unseen, temperature=400.0,
-                        seed=seed + 1022)]
-    return runs
+        runs += [_vacancy_run(rod, 2, rng, unseen, apart, temperature=400.0, seed=seed + 1000 + k),
+                 _vacancy_run(rod, -2, rng, unseen, apart, temperature=400.0, seed=seed + 1010 + k)]
+    return runs + _charge_states(rocksalt_block((2, 2, 12)), rng, unseen, seed + 1020, temperature=400.0)
 
 
 #: Sets that only the transfer benchmark tests on: their config types never appear in training.
@@ -186,9 +188,7 @@ def nacl_periodic(structures: int, seed: int) -> List[Tuple[Atoms, int, str]]:
         cell.set_cell(cell.cell.array @ deformation, scale_atoms=True)
         cell.rattle(rng.uniform(0.05, 0.15), seed=int(rng.integers(1 << 31)))
         charge, name = [(0, "Na8Cl8"), (1, "Na8Cl7+"), (-1, "Na7Cl8-")][k % 3]
-        if charge:
-            cell = remove_atoms(cell, "Cl" if charge > 0 else "Na", 1, rng)
-        jobs.append((cell, charge, name))
+        jobs.append((charged_by_vacancies(cell, charge, rng), charge, name))
     return jobs
 
 
@@ -208,8 +208,8 @@ def jobs(n_ag3: int, n_nacl: int, seed: int, n_na9cl8: int = 0) -> List[Tuple[At
     for cube in nacl_cubes(n_nacl, rng):
         todo += [
             (cube, 0, 1, "Na4Cl4"),
-            (remove_atoms(cube, "Cl", 1, rng), +1, 1, "Na4Cl3+"),
-            (remove_atoms(cube, "Na", 1, rng), -1, 1, "Na3Cl4-"),
+            (charged_by_vacancies(cube, +1, rng), +1, 1, "Na4Cl3+"),
+            (charged_by_vacancies(cube, -1, rng), -1, 1, "Na3Cl4-"),
         ]
     for rod in na9cl8_rods(n_na9cl8, rng):
         todo += [(rod, +1, 1, "Na9Cl8+"), (rod[:-1], +1, 2, "Na8Cl8+")]  # Na8Cl8+ has one unpaired electron
