@@ -8,13 +8,14 @@ per atom that sees one vacancy at a time) cancels in
 
     W(A, B) = E(AB) − E(A) − E(B) + E(∅)        (eV),
 
-which leaves the interaction of the two charged vacancies (Q = ±2 against ±1):
-about e²/(4πε₀ r) for two bare charges r apart, less where the rest of the rod
-screens it. A local model predicts W ≈ 0 once r exceeds its receptive field; a
+which leaves the interaction of the two charged vacancies (Q = ±2 against ±1),
+of the order of e²/(4πε₀ r) for vacancies r apart (GFN2-xTB gives somewhat
+more on this short rod, whose excess charges are not point charges at the
+sites). A local model predicts W ≈ 0 once r exceeds its receptive field; a
 charge model must get it from its long range. The benchmark labels the four
 structures of every distinct separation of two Cl (Q = +2) or two Na (Q = −2)
-sites more than two Na–Cl distances apart with GFN2-xTB, on the ideal
-geometry, and evaluates every model ``python benchmarks/peers.py --set
+sites more than two Na–Cl distances apart with GFN2-xTB, on the unrelaxed
+rock-salt rod the set's MD runs start from, and evaluates every model ``python benchmarks/peers.py --set
 nacl_rods`` trained (stock ``MACECalculator``), with the point-charge Coulomb
 part of W from the reference (Mulliken) charges and from each charge model's
 charges.
@@ -60,6 +61,7 @@ def pair_coulomb(atoms, charges: np.ndarray) -> float:
 
 
 def interaction(energies: Dict[str, float]) -> float:
+    """W = E(AB) − E(A) − E(B) + E(∅) from the energies keyed "AB", "A", "B", "none"."""
     return energies["AB"] - energies["A"] - energies["B"] + energies["none"]
 
 
