@@ -43,16 +43,17 @@ COMPRESSED = {"ag3_same_geometry": [(["Ag"] * 3, 1)],
 def trained(model: pm.Model, set_name: str, work: Path, device: str) -> str:
     """The model trained on ``set_name`` with the set's budget (peers.py's, if it already made it)."""
     spec = pm.SETS[set_name]
-    for folder in (pm.WORK / "peers" / set_name / model.name.replace("+", "_"),
-                   work / set_name / model.name.replace("+", "_")):
-        path = trained_model_path(folder, model.name.replace("+", "_"))
-        if path.exists():
-            return str(path)
+    peers = pm.trained_by_peers(model, set_name)
+    if peers is not None:
+        return str(peers)
+    path = trained_model_path(work / set_name / model.run_name, model.run_name)
+    if path.exists():
+        return str(path)
     pool = pm.load(set_name)[0]
     train_file = work / set_name / f"train_{spec.train}.xyz"
     train_file.parent.mkdir(parents=True, exist_ok=True)
     ase.io.write(train_file, pm.subset(pool, min(spec.train, len(pool))))
-    run = pm.train(model, train_file, work / set_name / model.name.replace("+", "_"), spec.epochs, device)
+    run = pm.train(model, train_file, work / set_name / model.run_name, spec.epochs, device)
     if run.status != "ok":
         raise RuntimeError(f"training {model.name} on {set_name} failed: {run.status}")
     return run.path

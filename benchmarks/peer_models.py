@@ -85,6 +85,11 @@ class Model:
     charge_labels: bool = False  # trained on REF_charges / REF_dipole
     needs: Optional[str] = None  # a module that must be importable
 
+    @property
+    def run_name(self) -> str:
+        """The ``--name`` and work folder of its runs: its name with "+" (not in file names) as "_"."""
+        return self.name.replace("+", "_")
+
 
 MODELS: Dict[str, Model] = {
     "MACE": Model("MACE", ["mace_run_train", "--model", "MACE"]),
@@ -303,7 +308,7 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
     folder.mkdir(parents=True, exist_ok=True)
     les = folder / "les.yaml"
     les.write_text(LES_ARGUMENTS)
-    name = model.name.replace("+", "_")
+    name = model.run_name
     script = str(Path(sys.executable).parent / model.command[0])
     command = [script, *[str(les) if a == "{les}" else a for a in model.command[1:]], *BACKBONE, "--name", name,
                "--work_dir", str(folder), "--train_file", str(train_file), "--max_num_epochs", str(epochs),
@@ -347,6 +352,14 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
         return Run(model.name, None, wall, epochs_run, status)
     record.write_text(json.dumps({**stamp, "wall_s": wall, "epochs_run": epochs_run}, indent=1))
     return Run(model.name, str(trained_model_path(folder, name)), wall, epochs_run)
+
+
+def trained_by_peers(model: Model, set_name: str) -> Optional[Path]:
+    """The model ``peers.py --set set_name`` trained (the one its CLI recommends), or None."""
+    from mace_qeq.training import trained_model_path
+
+    path = trained_model_path(WORK / "peers" / set_name / model.run_name, model.run_name)
+    return path if path.exists() else None
 
 
 def code_version(model: Model) -> str:

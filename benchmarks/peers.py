@@ -79,7 +79,7 @@ def run_set(name: str, args, models, budget) -> dict:
           flush=True)
     runs, errors, predictions = {}, {}, {}
     for model in models:
-        run = pm.train(model, train_file, folder / model.name.replace("+", "_"), epochs, args.device,
+        run = pm.train(model, train_file, folder / model.run_name, epochs, args.device,
                        memory_gb=args.memory_gb, reuse=not args.retrain)
         runs[model.name] = run.__dict__
         prediction = pm.evaluate(run, test, args.device)
@@ -139,7 +139,7 @@ def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict
         for count in args.learning_curve:
             train_file = folder / f"train_{count}.xyz"
             ase.io.write(train_file, pm.subset(pool, count))
-            run = pm.train(model, train_file, folder / f"curve_{model.name.replace('+', '_')}_{count}", epochs,
+            run = pm.train(model, train_file, folder / f"curve_{model.run_name}_{count}", epochs,
                            args.device, memory_gb=args.memory_gb, reuse=not args.retrain)
             prediction = pm.evaluate(run, test, args.device)
             point = {"train_structures": count, "wall_s": run.wall_s, "status": run.status}
@@ -167,7 +167,7 @@ def seed_spread(name, spec, train_file, test, folder, epochs, models, args) -> d
     for model in models:
         spread[model.name] = []
         for seed in range(1, args.seeds + 1):
-            subfolder = model.name.replace("+", "_") + ("" if seed == 1 else f"_seed{seed}")
+            subfolder = model.run_name + ("" if seed == 1 else f"_seed{seed}")
             run = pm.train(model, train_file, folder / subfolder, epochs, args.device,
                            extra=[] if seed == 1 else ["--seed", str(seed)], memory_gb=args.memory_gb,
                            reuse=not args.retrain)

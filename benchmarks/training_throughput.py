@@ -114,11 +114,11 @@ def main():
         for model in (pm.MODELS["MACE"], qeq):
             # both trained now, one after the other: a model kept from an earlier run would pair timings of two
             # different moments of a shared machine
-            run = pm.train(model, train_file, folder / model.name.replace("+", "_"), args.epochs, args.device, extra,
+            run = pm.train(model, train_file, folder / model.run_name, args.epochs, args.device, extra,
                            reuse=False)
             if run.status != "ok":
                 raise RuntimeError(f"{label} {model.name}: {run.status}")
-            log = (folder / model.name.replace("+", "_") / f"{model.name.replace('+', '_')}.log").read_text()
+            log = (folder / model.run_name / f"{model.run_name}.log").read_text()
             per_epoch = epoch_seconds(log, args.epochs)
             refit = refit_seconds(log)
             timing[model.name] = {"seconds_per_epoch": per_epoch, "wall_s": run.wall_s, "refit_s": refit,

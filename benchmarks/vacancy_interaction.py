@@ -15,10 +15,10 @@ sites). A local model predicts W ≈ 0 once r exceeds its receptive field; a
 charge model must get it from its long range. The benchmark labels the four
 structures of every distinct separation of two Cl (Q = +2) or two Na (Q = −2)
 sites more than two Na–Cl distances apart with GFN2-xTB, on the unrelaxed
-rock-salt rod the set's MD runs start from, and evaluates every model ``python benchmarks/peers.py --set
-nacl_rods`` trained (stock ``MACECalculator``), with the point-charge Coulomb
-part of W from the reference (Mulliken) charges and from each charge model's
-charges.
+rock-salt rod the set's MD runs start from, and evaluates every model
+``python benchmarks/peers.py --set nacl_rods`` trained (stock
+``MACECalculator``), with the point-charge Coulomb part of W from the
+reference (Mulliken) charges and from each charge model's charges.
 
     python benchmarks/vacancy_interaction.py
 
@@ -26,6 +26,7 @@ Writes ``benchmarks/results/vacancy_interaction.{json,md}``.
 """
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -65,17 +66,15 @@ def interaction(energies: Dict[str, float]) -> float:
     return energies["AB"] - energies["A"] - energies["B"] + energies["none"]
 
 
+def per_model(states: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+    """W of every model from each state's ("none", "A", "B", "AB") energies by model."""
+    return {name: interaction({key: values[name] for key, values in states.items()}) for name in states["none"]}
+
+
 def trained_models() -> Dict[str, Tuple[str, str]]:
     """name → (model path, calculator model_type) of every model the peer benchmark trained on the set."""
-    from mace_qeq.training import trained_model_path
-
-    found = {}
-    for name, model in pm.MODELS.items():
-        stem = name.replace("+", "_")  # as peer_models.train names its runs
-        folder = pm.WORK / "peers" / SET / stem
-        if (folder / f"{stem}.model").exists():
-            found[name] = (str(trained_model_path(folder, stem)), model.model_type)
-    return found
+    paths = {name: pm.trained_by_peers(model, SET) for name, model in pm.MODELS.items()}
+    return {name: (str(path), pm.MODELS[name].model_type) for name, path in paths.items() if path is not None}
 
 
 def measure(device: str, spacing: float) -> List[dict]:
@@ -90,30 +89,34 @@ def measure(device: str, spacing: float) -> List[dict]:
                    for name, (path, model_type) in trained_models().items()}
     if not calculators:
         raise SystemExit(f"no trained model in {pm.WORK / 'peers' / SET}: run `python benchmarks/peers.py --set {SET}`")
+
+    @functools.lru_cache(maxsize=None)  # ∅ and each single vacancy serve several pairs
+    def state(removed: Tuple[int, ...], total_charge: int) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """Energy of the rod without the ``removed`` sites, and the point-charge Coulomb energy of its
+        charges, per model ("GFN2-xTB": the reference and its Mulliken charges)."""
+        atoms = rod.copy()
+        del atoms[list(removed)]
+        reference = label(atoms, total_charge)
+        energy = {"GFN2-xTB": float(reference.info["REF_energy"])}
+        coulomb = {"GFN2-xTB": pair_coulomb(atoms, reference.arrays["REF_charges"])}
+        for name, calculator in calculators.items():
+            atoms.info = {"charge": float(total_charge)}
+            atoms.calc = calculator
+            energy[name] = atoms.get_potential_energy()
+            if "charges" in calculator.results:
+                coulomb[name] = pair_coulomb(atoms, np.asarray(calculator.results["charges"]))
+        return energy, coulomb
+
     rows = []
     for symbol, charge in VACANCY_CHARGE.items():
         for a, b, r in like_site_pairs(rod, symbol, spacing):
-            energies: Dict[str, Dict[str, float]] = {}
-            coulomb: Dict[str, Dict[str, float]] = {}
-            for key, removed in (("none", []), ("A", [a]), ("B", [b]), ("AB", [a, b])):
-                atoms = rod.copy()
-                del atoms[removed]
-                total_charge = charge * len(removed)
-                reference = label(atoms, total_charge)
-                energies.setdefault("GFN2-xTB", {})[key] = float(reference.info["REF_energy"])
-                coulomb.setdefault("GFN2-xTB", {})[key] = pair_coulomb(atoms, reference.arrays["REF_charges"])
-                for name, calculator in calculators.items():
-                    atoms.info = {"charge": float(total_charge)}
-                    atoms.calc = calculator
-                    energies.setdefault(name, {})[key] = atoms.get_potential_energy()
-                    if "charges" in calculator.results:
-                        coulomb.setdefault(name, {})[key] = pair_coulomb(atoms, np.asarray(calculator.results["charges"]))
+            states = {"none": state((), 0), "A": state((a,), charge), "B": state((b,), charge),
+                      "AB": state((a, b), 2 * charge)}
+            w = per_model({key: energy for key, (energy, _) in states.items()})
             rows.append({"vacancy": symbol, "total_charge": 2 * charge, "distance": r,
-                         "bare_coulomb": COULOMB_CONSTANT / r,
-                         "interaction": {name: interaction(e) for name, e in energies.items()},
-                         "coulomb_part": {name: interaction(e) for name, e in coulomb.items()}})
-            print(f"  {symbol} {r:5.2f} Å  W: " + "  ".join(f"{n} {w:+.3f}" for n, w in rows[-1]["interaction"].items()),
-                  flush=True)
+                         "bare_coulomb": COULOMB_CONSTANT / r, "interaction": w,
+                         "coulomb_part": per_model({key: coulomb for key, (_, coulomb) in states.items()})})
+            print(f"  {symbol} {r:5.2f} Å  W: " + "  ".join(f"{n} {x:+.3f}" for n, x in w.items()), flush=True)
     return rows
 
 
@@ -133,7 +136,7 @@ def markdown(rows: List[dict], command: str, hardware: str) -> str:
     error = {m: float(np.sqrt(np.mean([(r["interaction"][m] - r["interaction"]["GFN2-xTB"]) ** 2 for r in rows])))
              for m in models}
     lines.append("| RMSE against GFN2-xTB | | | | | " + " | ".join(f"{error[m]:.2f}" for m in models) + " |")
-    charged = [name for name in rows[0]["coulomb_part"]]
+    charged = list(rows[0]["coulomb_part"])
     lines += ["", "Its point-charge Coulomb part, ½ Σ k qᵢqⱼ/rᵢⱼ of the reference (Mulliken) charges and of each "
               "charge model's charges, in the same combination (eV):", "",
               "| vacancies | r (Å) | " + " | ".join(charged) + " |", "|---|---:|" + "---:|" * len(charged)]
