@@ -5,7 +5,7 @@ The element baseline is the MACEQEq energy with every environment term off,
 
     E_base(R, Q) = Σᵢ E0_{Zᵢ} + min_{Σq=Q} Σᵢ [χ_{Zᵢ} qᵢ + ½ J_{Zᵢ} qᵢ²] + ½ qᵀΦ(R)q,
 
-(Φ of Gaussian charges of widths σ_Z) and χ_Z (eV/e), J_Z ≥ J_min (eV/e²), the
+(Φ of Gaussian charges of widths σ_Z) and χ_Z (eV/e), J_min ≤ J_Z ≤ J_max (eV/e²), the
 widths σ⁰_Z ≤ σ_Z ≤ r_max/2 (Å; σ⁰ the covalent radii; widths the user gave,
 and those the data do not determine, are kept) and, where MACE would fit
 them by least squares ("average" E0s), E0_Z (eV) minimise
@@ -34,6 +34,25 @@ the test set; fitted (H, N, O to 2.4–2.5 Å, C kept at σ⁰), the baseline
 leaves 2.7 meV/atom and 105 meV/Å, and the trained model 4.3 / 30.3. Where
 point-like charges describe the energies better (the Na/Cl clusters at
 Q = 0, ±1 and the periodic Na/Cl cells), the fit keeps σ⁰.
+
+Why J_Z ≤ J_max (20 eV/e², above IP − EA of every element but He and Ne):
+a charge-state energy that does not depend on the size, such as the
+formation energy of a vacancy (on the Na/Cl rock-salt rods of 7–16 atoms,
+E(+) + E(−) − 2E(0) plus a pair's energy is 3.3–3.8 eV whatever the size),
+reaches the element baseline only through ½ΣJq², which falls as 1/N; the
+unbounded fit took J to 258 / 187 eV/e² (Na / Cl; χ to ∓168 / 153 eV/e) to
+mimic it. Charges that stiff do not screen: the trained model made two like
+vacancies 1.2 eV more repulsive than GFN2-xTB, its energy error on the
+never-seen Q = ±2 rods was 90 / 103 meV/atom and 17.8 in distribution.
+Bounded (J 20.0 / 17.0, χ ∓13.3 eV/e), the fitted baseline is worse on the
+training set (94 against 56 meV/atom: the vacancy energy is left to the
+network, which is local, as that energy is) and the trained model better
+everywhere: 7.9 meV/atom / 62.2 meV/Å in distribution (was 73.6), 10.2 / 5.1
+on the ±2 rods, 28–38 on 47–48-atom rods (was 46–60); `benchmarks/peers.py
+--set nacl_rods`. The bound saturates smoothly from ¾ J_max, so that a fit
+whose hardnesses stay below that (the periodic Na/Cl cells, Ag3± on shared
+geometries, C10H2/C10H3⁺, LODE's dimers) is the unbounded fit, digit for
+digit.
 
 Why no wider than r_max/2: two such charges (γ = √(σ² + σ'²) ≤ r_max/√2)
 interact as point charges to 0.5 % beyond 2 r_max (erf 2 = 0.995), so the
@@ -151,12 +170,16 @@ def baseline(sample: TrainingSample, atomic_energies: Tensor, electronegativity:
 def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_energies: Tensor,
                          free_heads: Sequence[bool], minimum_hardness: float, charges_weight: float = 0.0,
                          largest_width: Optional[float] = None, initial_hardness: float = 5.0,
-                         iterations: int = 200) -> ElementBaseline:
+                         largest_hardness: Optional[float] = None, iterations: int = 200) -> ElementBaseline:
     """Fit χ_Z, J_Z (and the E0 rows of ``free_heads``; given ``largest_width``, the widths
-    σ_Z ∈ [``sigma``, ``largest_width``]) to the sample (see the module docstring).
+    σ_Z ∈ [``sigma``, ``largest_width``]; given ``largest_hardness``, J_Z ≤ J_max) to the sample
+    (see the module docstring).
 
     ``charges_weight`` is w_q / w_E of the training loss (0: energies only).
     """
+    if largest_hardness is not None and not 0.75 * largest_hardness > minimum_hardness:
+        raise ValueError(f"the largest hardness {largest_hardness} eV/e² must exceed 4/3 of the minimum hardness "
+                         f"{minimum_hardness} eV/e² (the bound saturates from ¾ of it)")
     dtype = torch.float64
     smallest_widths = torch.tensor(list(sigma), dtype=dtype)
     elements = len(smallest_widths)
@@ -180,8 +203,10 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
     def parameters():
         widths = torch.where(present, smallest_widths + (largest_widths - smallest_widths) * torch.sigmoid(raw_width),
                              smallest_widths) if fit_widths else smallest_widths
-        return (torch.where(free, fixed_e0 + e0_shift, fixed_e0), chi,
-                torch.nn.functional.softplus(raw_hardness) + minimum_hardness, widths)
+        hardness = torch.nn.functional.softplus(raw_hardness) + minimum_hardness
+        if largest_hardness is not None:
+            hardness = saturated_hardness(hardness, largest_hardness)
+        return torch.where(free, fixed_e0 + e0_shift, fixed_e0), chi, hardness, widths
 
     def loss_of(e0, x, j, widths):
         energy, charges, _ = baseline(sample, e0, x, j, widths)
@@ -223,6 +248,14 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
                       1e3 * float(torch.sqrt(sample.forces[referenced].pow(2).mean()))) \
             if bool(referenced.any()) else (None, None)
     return ElementBaseline(e0, x.tolist(), j.tolist(), widths.tolist(), before, after, *force_rmse, charge_rmse)
+
+
+def saturated_hardness(hardness: Tensor, largest: float) -> Tensor:
+    """J itself up to the knee J_k = ¾ J_max, then J_k + (J_max − J_k) tanh((J − J_k)/(J_max − J_k)) < J_max:
+    continuous with its first derivative, so a fit that stays below J_k is the unbounded fit."""
+    knee = 0.75 * largest
+    span = largest - knee
+    return torch.where(hardness <= knee, hardness, knee + span * torch.tanh((hardness - knee) / span))
 
 
 def _undetermined_widths_kept(widths: Tensor, given: Tensor, loss, tolerance: float = 1e-6) -> Tensor:

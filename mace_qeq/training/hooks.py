@@ -157,7 +157,8 @@ def fit_elements(args, train_loader, atomic_energies, heads, z_table, head_confi
         args.energy_weight > 0 else 0.0
     fit = fit_element_baseline(sample, element_widths(options["qeq_sigma"], z_table.zs), energies,
                                free[: energies.shape[0]], options["qeq_minimum_hardness"], charges_weight,
-                               largest_width=0.5 * float(args.r_max) if options["qeq_sigma"] is None else None)
+                               largest_width=0.5 * float(args.r_max) if options["qeq_sigma"] is None else None,
+                               largest_hardness=getattr(args, "qeq_fit_largest_hardness", 20.0) or None)
     log_baseline(fit, z_table.zs)
     return fit
 

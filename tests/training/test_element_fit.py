@@ -1,9 +1,10 @@
 """The element fit recovers the per-element values that made the data."""
 
 import numpy as np
+import pytest
 import torch
 
-from mace_qeq.training.element_fit import TrainingSample, baseline, fit_element_baseline
+from mace_qeq.training.element_fit import TrainingSample, baseline, fit_element_baseline, saturated_hardness
 
 torch.set_default_dtype(torch.float64)
 
@@ -42,10 +43,10 @@ def clusters(count=40, seed=0, total_charges=(-1.0, 0.0, 1.0)):
                              for key, value in fields.items()})
 
 
-def labelled(sample, sigma=SIGMA):
+def labelled(sample, sigma=SIGMA, hardness=TRUE_J):
     """The sample with the energies and forces of the true element baseline (Gaussian widths ``sigma``),
     and its charges."""
-    energy, charges, forces = baseline(sample, TRUE_E0, TRUE_CHI, TRUE_J, torch.tensor(sigma), forces=True)
+    energy, charges, forces = baseline(sample, TRUE_E0, TRUE_CHI, hardness, torch.tensor(sigma), forces=True)
     sample.energy, sample.forces = energy.detach(), forces.detach()
     sample.forces_weight = torch.ones_like(sample.forces_weight)
     return sample, charges.detach()
@@ -61,6 +62,36 @@ def test_recovers_the_element_values_from_energies_at_several_total_charges():
     assert fit.energy_rmse_after < 1.0 < 100.0 < fit.energy_rmse_before  # meV/atom
     assert fit.force_rmse < 1.0 < 10.0 < fit.force_rms  # meV/Å
     assert fit.widths == SIGMA  # not fitted unless asked
+
+
+def test_saturated_hardness_is_the_hardness_below_the_knee_and_bounded_above_it():
+    hardness = torch.linspace(1.0, 60.0, 4000, requires_grad=True)
+    bounded = saturated_hardness(hardness, 20.0)
+    slope = torch.autograd.grad(bounded.sum(), hardness)[0]
+    below = hardness <= 15.0
+    assert torch.equal(bounded[below], hardness[below])
+    assert bool((bounded < 20.0).all()) and bool((bounded[~below] > 15.0).all())
+    assert bool((slope[~below] > 0).all()) and float(slope[~below][0]) > 0.99  # monotonic, C¹ at the knee
+
+
+def test_largest_hardness_bounds_the_fit_and_leaves_a_fit_below_the_knee_as_it_was():
+    """Data whose charging energies need J far above any element's IP − EA (here made with J = 40 / 60,
+    as a size-independent defect energy fitted by the 1/N of ½JΣq² makes it) are fitted below J_max;
+    data made with physical J (6 / 9 eV/e², below the knee ¾ J_max) are fitted exactly as without a bound."""
+    stiff, _ = labelled(clusters(seed=2), hardness=torch.tensor([40.0, 60.0]))
+    free = fit_element_baseline(stiff, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0)
+    np.testing.assert_allclose(free.hardness, [40.0, 60.0], rtol=5e-2)
+    bounded = fit_element_baseline(stiff, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0,
+                                   largest_hardness=20.0)
+    assert max(bounded.hardness) < 20.0
+    physical, _ = labelled(clusters(seed=3))
+    kwargs = dict(minimum_hardness=1.0, largest_width=3.0)
+    unbounded = fit_element_baseline(physical, SIGMA, torch.zeros(1, 2), [True], **kwargs)
+    same = fit_element_baseline(physical, SIGMA, torch.zeros(1, 2), [True], largest_hardness=20.0, **kwargs)
+    assert same.hardness == unbounded.hardness and same.electronegativity == unbounded.electronegativity
+    assert same.widths == unbounded.widths
+    with pytest.raises(ValueError, match="largest hardness"):
+        fit_element_baseline(physical, SIGMA, torch.zeros(1, 2), [True], minimum_hardness=1.0, largest_hardness=1.2)
 
 
 def test_recovers_wider_gaussian_widths():
