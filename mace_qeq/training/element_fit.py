@@ -51,8 +51,8 @@ everywhere: 7.9 meV/atom / 62.2 meV/Å in distribution (was 73.6), 10.2 / 5.1
 on the ±2 rods, 28–38 on 47–48-atom rods (was 46–60); `benchmarks/peers.py
 --set nacl_rods`. The bound saturates smoothly from ¾ J_max, so that a fit
 whose hardnesses stay below that (the periodic Na/Cl cells, Ag3± on shared
-geometries, C10H2/C10H3⁺, LODE's dimers) is the unbounded fit, digit for
-digit.
+geometries, C10H2/C10H3⁺, LODE's dimers, the SPICE dipeptides) is the
+unbounded fit, digit for digit.
 
 Why no wider than r_max/2: two such charges (γ = √(σ² + σ'²) ≤ r_max/√2)
 interact as point charges to 0.5 % beyond 2 r_max (erf 2 = 0.995), so the
