@@ -92,7 +92,7 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                        help="fit per-element χ, J, Gaussian widths (unless --qeq_sigma gives them) and "
                             "'average' E0s to the training set before training")
     group.add_argument("--qeq_fit_largest_hardness", type=float, default=20.0,
-                       help="J_max (eV/e²): the fitted J_Z stay below it, saturating above ¾ J_max (0: no bound)")
+                       help="J_max (eV/e²): the fitted J_Z stay ≤ J_max, saturating from ¾ J_max (0: no bound)")
     group.add_argument("--qeq_refit_offsets", type=str2bool, default=True,
                        help="refit the energy offsets forces cannot set (fitted E0s and a uniform χ shift, i.e. "
                             "c·Q) to the training energies by least squares, as Stage Two starts and after training")

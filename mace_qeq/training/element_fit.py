@@ -251,7 +251,7 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
 
 
 def saturated_hardness(hardness: Tensor, largest: float) -> Tensor:
-    """J itself up to the knee J_k = ¾ J_max, then J_k + (J_max − J_k) tanh((J − J_k)/(J_max − J_k)) < J_max:
+    """J itself up to the knee J_k = ¾ J_max, then J_k + (J_max − J_k) tanh((J − J_k)/(J_max − J_k)) ≤ J_max:
     continuous with its first derivative, so a fit that stays below J_k is the unbounded fit."""
     knee = 0.75 * largest
     span = largest - knee
