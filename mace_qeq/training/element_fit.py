@@ -73,6 +73,8 @@ from torch import Tensor
 from mace_qeq.electrostatics import QEqOptions, solve_qeq
 from mace_qeq.modules.readouts import inverse_softplus
 
+HARDNESS_KNEE = 0.75  # the fitted J saturates from this fraction of J_max (``saturated_hardness``)
+
 
 @dataclass
 class TrainingSample:
@@ -177,9 +179,10 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
 
     ``charges_weight`` is w_q / w_E of the training loss (0: energies only).
     """
-    if largest_hardness is not None and not 0.75 * largest_hardness > minimum_hardness:
-        raise ValueError(f"the largest hardness {largest_hardness} eV/e² must exceed 4/3 of the minimum hardness "
-                         f"{minimum_hardness} eV/e² (the bound saturates from ¾ of it)")
+    if largest_hardness is not None and not HARDNESS_KNEE * largest_hardness > minimum_hardness:
+        raise ValueError(f"the largest hardness {largest_hardness} eV/e² must exceed "
+                         f"{minimum_hardness / HARDNESS_KNEE:.3g} eV/e²: the bound saturates from {HARDNESS_KNEE} "
+                         f"of it, which must lie above the minimum hardness {minimum_hardness} eV/e²")
     dtype = torch.float64
     smallest_widths = torch.tensor(list(sigma), dtype=dtype)
     elements = len(smallest_widths)
@@ -253,7 +256,7 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
 def saturated_hardness(hardness: Tensor, largest: float) -> Tensor:
     """J itself up to the knee J_k = ¾ J_max, then J_k + (J_max − J_k) tanh((J − J_k)/(J_max − J_k)) ≤ J_max:
     continuous with its first derivative, so a fit that stays below J_k is the unbounded fit."""
-    knee = 0.75 * largest
+    knee = HARDNESS_KNEE * largest
     span = largest - knee
     return torch.where(hardness <= knee, hardness, knee + span * torch.tanh((hardness - knee) / span))
 
