@@ -104,6 +104,7 @@ MODELS: Dict[str, Model] = {
 #: MACEQEq (with charge labels) with one default switched off: what each default buys (``peers.py --ablation``).
 ABLATIONS = {
     "MACEQEq-no-stage-two": ["--swa", "False"],
+    "MACEQEq-energy-weight-1": ["--energy_weight", "1"],  # mace's energy weight before Stage Two
     "MACEQEq-unbounded-J-fit": ["--qeq_fit_largest_hardness", "0"],
     "MACEQEq-no-element-fit": ["--qeq_fit_elements", "False"],
     "MACEQEq-no-offset-refit": ["--qeq_refit_offsets", "False"],

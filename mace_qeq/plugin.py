@@ -12,6 +12,16 @@ from mace.tools.arg_parser import str2bool
 
 from mace_qeq.training.hooks import ERROR_TABLE, LOSS_NAME, MODEL_NAME, register
 
+#: The energy weight of the loss before Stage Two (the forces' is mace's 100). mace's 1 leaves the energy
+#: offsets between sizes, charge states and basins, which no force sets, to Stage Two, whose energy weight of
+#: 1000 then costs the forces: on the GFN2-xTB Na/Cl rods (``benchmarks/peers.py --set nacl_rods``) the
+#: validation energy error before Stage Two was 49 meV/atom (a constant per group growing with size) and
+#: Stage Two took the validation forces from 64 to 75 meV/Å; with 100 it is 14 meV/atom before Stage Two and
+#: Stage Two ends at 3.2 meV/atom and 63 meV/Å. Measured with 1, 10 and 100 (README, "What the energy weight
+#: bought").
+MACEQEQ_ENERGY_WEIGHT = 100.0
+MACE_ENERGY_WEIGHT = 1.0  # mace's default
+
 
 def _extend_choices(parser: argparse.ArgumentParser, option: str, value: str) -> None:
     for action in parser._actions:  # pylint: disable=protected-access
@@ -34,14 +44,16 @@ def _widths(text: str):
         ) from error
 
 
-def _default_by_model(parser: argparse.ArgumentParser, *flags: str, description: str) -> None:
-    """Replace mace's store_true ``flags`` by ``flags [true|false]``; left unset (None), it is resolved per
-    model (``prepare_args`` or the model hook): on for MACEQEq, mace's default otherwise."""
+def _default_by_model(parser: argparse.ArgumentParser, *flags: str, description: str, **kind) -> None:
+    """Replace mace's ``flags`` (store_true unless ``kind`` gives ``type``) by ``flags [true|false]`` (or
+    ``flags VALUE``); left unset (None), it is resolved per model (``prepare_args`` or the model hook):
+    MACEQEq's default for MACEQEq, mace's otherwise."""
     container = parser._optionals  # pylint: disable=protected-access
     handler = container.conflict_handler
     container.conflict_handler = "resolve"  # replaces mace's flags of the same names
+    kind = kind or {"type": str2bool, "nargs": "?", "const": True}
     try:
-        parser.add_argument(*flags, type=str2bool, nargs="?", const=True, default=None, help=description)
+        parser.add_argument(*flags, default=None, help=description, **kind)
     finally:
         container.conflict_handler = handler
 
@@ -56,6 +68,11 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                                   "MACEQEq (the energy offsets between charge states and between basins that no "
                                   "trajectory connects, which forces cannot set, are learned there) when it can "
                                   "start before the last epoch, off otherwise")
+    _default_by_model(parser, "--energy_weight", type=float,
+                      description="weight of the energy loss before Stage Two; default: "
+                                  f"{MACEQEQ_ENERGY_WEIGHT:g} for MACEQEq (the energy offsets that forces cannot "
+                                  "set are then learned before Stage Two, which no longer trades the forces for "
+                                  "them), mace's 1 otherwise")
     _extend_choices(parser, "--model", MODEL_NAME)
     _extend_choices(parser, "--loss", LOSS_NAME)
     _extend_choices(parser, "--error_table", ERROR_TABLE)
@@ -108,4 +125,6 @@ def prepare_args(args: argparse.Namespace) -> None:
     if getattr(args, "swa", False) is None:  # on for MACEQEq when it can start before the last epoch
         start = args.start_swa if args.start_swa is not None else max(1, args.max_num_epochs // 4 * 3)
         args.swa = args.model == MODEL_NAME and start < args.max_num_epochs
+    if getattr(args, "energy_weight", 1.0) is None:
+        args.energy_weight = MACEQEQ_ENERGY_WEIGHT if args.model == MODEL_NAME else MACE_ENERGY_WEIGHT
     args.qeq_user_loss = args.loss

@@ -10,7 +10,7 @@ widths σ⁰_Z ≤ σ_Z ≤ r_max/2 (Å; σ⁰ the covalent radii; widths the us
 and those the data do not determine, are kept) and, where MACE would fit
 them by least squares ("average" E0s), E0_Z (eV) minimise
 
-    ⟨w (E_ref − E_base)² / N²⟩ + (w_q / w_E) ⟨(q* − q_ref)²⟩ + 10⁻⁴ Σ_Z ln²(J_Z / J₀)
+    ⟨w (E_ref − E_base)² / N²⟩ + w_q ⟨(q* − q_ref)²⟩ + 10⁻⁴ Σ_Z ln²(J_Z / J₀)
 
 over (a random sample of) the training structures, by L-BFGS with the dense
 QEq solve (differentiable: ∂E_base/∂χ_Z = Σ_{i∈Z} qᵢ*, ∂E_base/∂J_Z = ½Σ_{i∈Z} qᵢ*²
@@ -177,7 +177,8 @@ def fit_element_baseline(sample: TrainingSample, sigma: Sequence[float], atomic_
     σ_Z ∈ [``sigma``, ``largest_width``]; given ``largest_hardness``, J_Z ≤ J_max) to the sample
     (see the module docstring).
 
-    ``charges_weight`` is w_q / w_E of the training loss (0: energies only).
+    ``charges_weight`` is w_q, the weight of a charge error (e) against an energy error per atom (eV)
+    (0: energies only).
     """
     if largest_hardness is not None and not HARDNESS_KNEE * largest_hardness > minimum_hardness:
         raise ValueError(f"the largest hardness {largest_hardness} eV/e² must exceed "

@@ -89,7 +89,8 @@ def test_compressed_random_structures(calculator, symbols, charge):
         scan = compression_scan(calculator, random_cluster(symbols, seed=seed), charge)
         assert max(scan.max_abs_charges) <= MAX_CHARGE, (symbols, seed, scan.max_abs_charges)
         energies = dict(zip(scan.distances, scan.energies))
-        assert energies[0.3] > energies[1.0], (symbols, seed, energies)  # compression costs energy
+        squeezed = [e for scale, e in energies.items() if scale <= 0.3]
+        assert squeezed and min(squeezed) > energies[1.0], (symbols, seed, energies)  # compression costs energy
 
 
 def test_tiny_periodic_cell_stays_bounded(calculator):

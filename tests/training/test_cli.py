@@ -171,6 +171,21 @@ def test_stage_two_is_the_default_for_maceqeq_only():
     assert stage_two("--model", "MACE", "--stage_two") is True
 
 
+def test_energy_weight_before_stage_two_is_maceqeqs_for_maceqeq_only():
+    from mace_qeq import plugin
+    from mace_qeq.cli.run_train import build_parser
+
+    def energy_weight(*argv):
+        args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
+        plugin.prepare_args(args)
+        return args.energy_weight
+
+    assert energy_weight() == plugin.MACEQEQ_ENERGY_WEIGHT == 100.0
+    assert energy_weight("--model", "MACE") == 1.0  # mace's own default
+    assert energy_weight("--energy_weight", "3") == 3.0
+    assert energy_weight("--model", "MACE", "--energy_weight", "5") == 5.0
+
+
 def test_stage_two_can_be_switched_off(data, tmp_path):
     log = qeq_train(tmp_path, "--name", "one", "--train_file", str(data / "train.xyz"), "--max_num_epochs", "2",
                     "--swa", "False")

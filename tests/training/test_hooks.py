@@ -7,6 +7,7 @@ import torch
 
 import mace.cli.run_train as run_train
 import mace.tools.scripts_utils as scripts_utils
+from mace_qeq import plugin
 from mace_qeq.cli.run_train import build_parser
 from mace_qeq.modules import MACEQEq
 from mace_qeq.training import WeightedEnergyForcesChargesDipoleLoss
@@ -27,7 +28,7 @@ def hooks():
 
 def parsed(*extra):
     args = build_parser().parse_args(["--name", "t", "--train_file", "x.xyz", *extra])
-    args.qeq_user_loss = args.loss
+    plugin.prepare_args(args)
     return args
 
 
@@ -118,3 +119,22 @@ def test_head_removal_keeps_the_head_s_predictions():
     single_batch = to_batch([nacl_cell(), nacl_cluster()], [1.0, -1.0], heads=["dft"])
     for key in ("energy", "charges", "forces"):
         torch.testing.assert_close(single(dict(single_batch))[key], model(dict(batch))[key], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("energy_weight", ["1", "100"])
+def test_element_fit_weighs_the_charges_whatever_the_energy_weight(monkeypatch, energy_weight):
+    """The fit's w_q is ``--charges_weight`` against the energy per atom, not ``--charges_weight /
+    --energy_weight`` (which MACEQEq's energy weight of 100 would take from 10 to 0.1)."""
+    from types import SimpleNamespace
+
+    from mace_qeq.training import hooks as hook_module
+
+    seen = {}
+    monkeypatch.setattr(hook_module, "sample_training_set", lambda *a, **k: None)
+    monkeypatch.setattr(hook_module, "log_baseline", lambda *a, **k: None)
+    monkeypatch.setattr(hook_module, "fit_element_baseline", lambda sample, sigma, energies, free, minimum,
+                        charges_weight, **k: seen.setdefault("w", charges_weight))
+    args = parsed("--energy_weight", energy_weight, "--charges_weight", "10")
+    hook_module.fit_elements(args, SimpleNamespace(dataset=[]), [0.0, 0.0], ["Default"],
+                             SimpleNamespace(zs=[11, 17]), None, {"qeq_sigma": None, "qeq_minimum_hardness": 1.0})
+    assert seen["w"] == 10.0
