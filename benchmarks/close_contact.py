@@ -14,9 +14,9 @@ the GFN2-xTB Ag3± set (``ag3_same_geometry``) and on the Na/Cl clusters
 
 Reported: the largest |q| of every scan (goal ≤ 2.5 e) and how far the lowest
 energy at ≤ 0.4 Å lies above the scan's minimum (goal ≥ 5 eV: a repulsive
-wall, not a hole), for compression min_{s ≤ 0.3} E(s) − E(1). ``MACEQEq-unbounded`` is the
-charge model of mace-qeq 0.1.0 (unbounded χ, J ≥ 0.1, no ZBL, no energy floor):
-what the bounds buy. Writes results/close_contact.{json,md,png}.
+wall, not a hole), for compression min_{s ≤ 0.3} E(s) − E(1) (goal > 0).
+``MACEQEq-unbounded`` is the charge model of mace-qeq 0.1.0 (unbounded χ,
+J ≥ 0.1, no ZBL, no energy floor, no contact wall): what the bounds buy. Writes results/close_contact.{json,md,png}.
 """
 
 import argparse
@@ -143,7 +143,8 @@ def write_markdown(result: dict, path: Path) -> None:
              f"Models trained on the GFN2-xTB sets with the peer benchmark's budget, evaluated by the stock "
              f"MACECalculator. Goal: every |q| ≤ {MAX_CHARGE} e; a pair's lowest energy at ≤ 0.4 Å at least "
              f"{MIN_REPULSION:.0f} eV above the scan's minimum (\"wall\"); compression costs energy "
-             f"(wall = min over scales s ≤ {COMPRESSED_SCALE} of E(s) − E(1) > 0). Hardware: {result['hardware']}, {result['date']}. "
+             f"(wall = min over scales s ≤ {COMPRESSED_SCALE} of E(s) − E(1) > 0). "
+             f"Hardware: {result['hardware']}, {result['date']}. "
              f"Command: `{result['command']}`", "",
              "| model | scan | max \\|q\\| (e) | wall (eV) | refused (overlap) | passes |", "|---|---|---:|---:|---:|---|"]
     for row in result["rows"]:
