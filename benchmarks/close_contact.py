@@ -16,7 +16,8 @@ Reported: the largest |q| of every scan (goal ≤ 2.5 e) and how far the lowest
 energy at ≤ 0.4 Å lies above the scan's minimum (goal ≥ 5 eV: a repulsive
 wall, not a hole), for compression min_{s ≤ 0.3} E(s) − E(1) (goal > 0).
 ``MACEQEq-unbounded`` is the charge model of mace-qeq 0.1.0 (unbounded χ,
-J ≥ 0.1, no ZBL, no energy floor, no contact wall): what the bounds buy. Writes results/close_contact.{json,md,png}.
+J ≥ 0.1, no ZBL, no energy floor, no contact wall): what the bounds buy.
+Writes results/close_contact.{json,md,png}.
 """
 
 import argparse
@@ -96,9 +97,7 @@ def summarise(scan, kind: str, charges_available: bool) -> dict:
     if kind == "pair":
         row["repulsion"] = scan.energy_above_minimum(0.4)
     else:
-        energies = dict(zip(scan.distances, scan.energies))
-        squeezed = [e for scale, e in energies.items() if scale <= COMPRESSED_SCALE]
-        row["repulsion"] = min(squeezed) - energies[1.0] if squeezed and 1.0 in energies else None
+        row["repulsion"] = scan.energy_above_uncompressed(COMPRESSED_SCALE)
     charge_ok = row["largest_charge"] is None or row["largest_charge"] <= MAX_CHARGE
     wall_ok = row["repulsion"] is None or row["repulsion"] >= (MIN_REPULSION if kind == "pair" else 0.0)
     row["passes"] = bool(charge_ok and wall_ok)

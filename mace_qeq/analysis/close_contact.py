@@ -31,6 +31,13 @@ class Scan:
         close = [e for d, e in zip(self.distances, self.energies) if d <= below]
         return None if not close else min(close) - min(self.energies)
 
+    def energy_above_uncompressed(self, below: float) -> Optional[float]:
+        """min E over the scale factors ≤ ``below`` minus E at scale 1 (eV) of a compression scan: what
+        compressing the structure costs (negative: a hole)."""
+        squeezed = [e for s, e in zip(self.distances, self.energies) if s <= below]
+        start = [e for s, e in zip(self.distances, self.energies) if s == 1.0]
+        return None if not squeezed or not start else min(squeezed) - start[0]
+
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from mace_qeq.analysis.close_contact import compression_scan, pair_scan, random_cluster
+from mace_qeq.analysis.close_contact import Scan, compression_scan, pair_scan, random_cluster
 from mace_qeq.datasets import DEFAULT_DATASET
 
 MAX_CHARGE = 2.5  # e
@@ -88,9 +88,8 @@ def test_compressed_random_structures(calculator, symbols, charge):
     for seed in range(2):
         scan = compression_scan(calculator, random_cluster(symbols, seed=seed), charge)
         assert max(scan.max_abs_charges) <= MAX_CHARGE, (symbols, seed, scan.max_abs_charges)
-        energies = dict(zip(scan.distances, scan.energies))
-        squeezed = [e for scale, e in energies.items() if scale <= 0.3]
-        assert squeezed and min(squeezed) > energies[1.0], (symbols, seed, energies)  # compression costs energy
+        cost = scan.energy_above_uncompressed(0.3)  # compressed to 0.3 or further
+        assert cost is not None and cost > 0, (symbols, seed, scan.distances, scan.energies)
 
 
 def test_tiny_periodic_cell_stays_bounded(calculator):
@@ -109,3 +108,10 @@ def test_overlapping_atoms_are_refused(calculator):
     atoms = first("Na4Cl4")
     scan = pair_scan(calculator, atoms, 0, 1, 0, distances=[0.001, 0.5, 2.8])
     assert len(scan.refused) == 1 and "overlapping atoms" in scan.refused[0]
+
+
+def test_compression_cost_sees_a_hole_beyond_the_first_squeezed_scale():
+    """The lowest energy at any scale ≤ 0.3 counts, not only at 0.3 (a hole at 0.2 was missed that way)."""
+    scan = Scan("hole at 0.2", distances=[1.0, 0.6, 0.3, 0.2], energies=[-10.0, -5.0, 40.0, -1.0e6])
+    assert scan.energy_above_uncompressed(0.3) == -1.0e6 + 10.0
+    assert Scan("no start", distances=[0.3], energies=[1.0]).energy_above_uncompressed(0.3) is None

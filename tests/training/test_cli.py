@@ -155,14 +155,19 @@ def test_restart_from_checkpoint_continues(trained, data):
     assert all(f"Epoch {e}:" not in log for e in range(last_epoch))
 
 
-def test_stage_two_is_the_default_for_maceqeq_only():
+def resolved(*argv):
+    """The arguments of ``mace_qeq_run_train`` with its per-model defaults resolved."""
     from mace_qeq import plugin
     from mace_qeq.cli.run_train import build_parser
 
+    args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
+    plugin.prepare_args(args)
+    return args
+
+
+def test_stage_two_is_the_default_for_maceqeq_only():
     def stage_two(*argv):
-        args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
-        plugin.prepare_args(args)
-        return args.swa
+        return resolved(*argv).swa
 
     assert stage_two() is True
     assert stage_two("--max_num_epochs", "1") is False  # it could not start: mace would fail
@@ -173,12 +178,9 @@ def test_stage_two_is_the_default_for_maceqeq_only():
 
 def test_energy_weight_before_stage_two_is_maceqeqs_for_maceqeq_only():
     from mace_qeq import plugin
-    from mace_qeq.cli.run_train import build_parser
 
     def energy_weight(*argv):
-        args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
-        plugin.prepare_args(args)
-        return args.energy_weight
+        return resolved(*argv).energy_weight
 
     assert energy_weight() == plugin.MACEQEQ_ENERGY_WEIGHT == 100.0
     assert energy_weight("--model", "MACE") == 1.0  # mace's own default
