@@ -191,7 +191,12 @@ def main():
             shutil.rmtree(args.work_dir / folder, ignore_errors=True)
     path = args.output / "md_stability.json"
     result = json.loads(path.read_text()) if path.exists() else {}
-    result.update({"hardware": pm.hardware(args.device), "date": time.strftime("%Y-%m-%d")})
+    # each part keeps the machine and the day it ran on: a rerun of one part leaves the other's as they were
+    earlier = {key: result.pop(key) for key in ("hardware", "date") if key in result}
+    for part in ("nve", "langevin"):
+        if part in result:
+            result[part] = {**earlier, **result[part]}
+    stamp = {"hardware": pm.hardware(args.device), "date": time.strftime("%Y-%m-%d")}
     if args.part in ("nve", "both"):
         model = md_model(args.work_dir, args.device, args.epochs)
         nve = []
@@ -205,7 +210,7 @@ def main():
                 print(f"NVE {label:42s} {dtype} {method:9s} tol {tolerance}: drift "
                       f"{row['drift_mev_per_atom_per_ns']:+9.3f} meV/atom/ns, fluctuation "
                       f"{row['fluctuation_mev_per_atom']:.3f} meV/atom, {row['ms_per_step']:.0f} ms/step", flush=True)
-        result["nve"] = {"rows": nve, "steps": args.steps, "model": str(model),
+        result["nve"] = {"rows": nve, "steps": args.steps, "model": str(model), **stamp,
                          "command": f"python benchmarks/md_stability.py --part nve --steps {args.steps} "
                                     f"--epochs {args.epochs}" + (" --quick" if args.quick else "")
                                     + (" --retrain" if args.retrain else "")}
@@ -222,7 +227,7 @@ def main():
             print(f"Langevin 600 K {config_type:8s} {row['status']}, {row['steps_done']} steps, |q| ≤ "
                   f"{row['largest_abs_charge']:.2f} e, closest {row['closest_approach']:.2f} Å, E in "
                   f"[{row['energy_min']:.2f}, {row['energy_max']:.2f}] eV, together {row['stayed_together']}", flush=True)
-        result["langevin"] = {"rows": langevin, "steps": args.langevin_steps, "model": str(demo),
+        result["langevin"] = {"rows": langevin, "steps": args.langevin_steps, "model": str(demo), **stamp,
                               "command": "python benchmarks/md_stability.py --part langevin "
                                          + ("--retrain " if args.retrain else "")
                                          + f"--langevin-steps {args.langevin_steps}"}
@@ -231,13 +236,13 @@ def main():
 
 
 def write_markdown(result: dict, output: Path) -> None:
-    lines = ["# Molecular dynamics with MACEQEq: energy conservation and stability", "",
-             f"Hardware: {result['hardware']}, {result['date']}.", ""]
+    lines = ["# Molecular dynamics with MACEQEq: energy conservation and stability", ""]
     if "nve" in result:
         nve = result["nve"]
         lines += ["## NVE (velocity Verlet, 1 fs, 300 K start)", "",
                   f"{nve['steps']} steps per run; drift = slope of a linear fit of the total energy; model: MACEQEq "
-                  f"trained on GFN2-xTB Na/Cl clusters and cells. Command: `{nve['command']}`", "",
+                  f"trained on GFN2-xTB Na/Cl clusters and cells. Hardware: {nve['hardware']}, {nve['date']}. "
+                  f"Command: `{nve['command']}`", "",
                   "| system | dtype | solver | tolerance (e) | drift (meV/atom/ns) | fluctuation (meV/atom) | max |q| (e) | ms/step |",
                   "|---|---|---|---:|---:|---:|---:|---:|"]
         for row in nve["rows"]:
@@ -252,7 +257,8 @@ def write_markdown(result: dict, output: Path) -> None:
         lang = result["langevin"]
         lines += ["", "## Langevin 600 K (1 fs, friction 0.01/fs) with the demo model", "",
                   f"{lang['steps']} steps ({lang['steps'] / 1000:.0f} ps) per system; model: "
-                  f"`{Path(lang['model']).name}` of `mace_qeq_demo`. Command: `{lang['command']}`", "",
+                  f"`{Path(lang['model']).name}` of `mace_qeq_demo`. Hardware: {lang['hardware']}, {lang['date']}. "
+                  f"Command: `{lang['command']}`", "",
                   "The lowest frame is the one of lowest model energy; model − xTB there is the depth of any hole "
                   "the run fell into (≈ the model's error where it has data).", "",
                   "| system | status | steps | max |q| (e) | closest approach (Å) | E range (eV) | xTB E of the start (eV) "

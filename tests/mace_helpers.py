@@ -92,3 +92,13 @@ def cubic_cell(rattle=0.15, seed=1):
     atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     atoms.rattle(rattle, seed=seed)
     return atoms
+
+
+def training_args(*argv):
+    """The arguments of ``mace_qeq_run_train`` with its per-model defaults resolved."""
+    from mace_qeq import plugin
+    from mace_qeq.cli.run_train import build_parser
+
+    args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
+    plugin.prepare_args(args)
+    return args

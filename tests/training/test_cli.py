@@ -14,6 +14,8 @@ import torch
 
 from mace_qeq.datasets import DEFAULT_DATASET
 
+from ..mace_helpers import training_args
+
 TINY = ["--num_channels", "8", "--max_L", "0", "--max_ell", "1", "--correlation", "2", "--num_interactions", "2",
         "--r_max", "4.0", "--batch_size", "4", "--valid_batch_size", "8", "--device", "cpu",
         "--default_dtype", "float64", "--seed", "1", "--E0s", "isolated", "--valid_fraction", "0.2"]
@@ -155,19 +157,9 @@ def test_restart_from_checkpoint_continues(trained, data):
     assert all(f"Epoch {e}:" not in log for e in range(last_epoch))
 
 
-def resolved(*argv):
-    """The arguments of ``mace_qeq_run_train`` with its per-model defaults resolved."""
-    from mace_qeq import plugin
-    from mace_qeq.cli.run_train import build_parser
-
-    args = build_parser().parse_args(["--name", "x", "--train_file", "x.xyz", *argv])
-    plugin.prepare_args(args)
-    return args
-
-
 def test_stage_two_is_the_default_for_maceqeq_only():
     def stage_two(*argv):
-        return resolved(*argv).swa
+        return training_args(*argv).swa
 
     assert stage_two() is True
     assert stage_two("--max_num_epochs", "1") is False  # it could not start: mace would fail
@@ -180,7 +172,7 @@ def test_energy_weight_before_stage_two_is_maceqeqs_for_maceqeq_only():
     from mace_qeq import plugin
 
     def energy_weight(*argv):
-        return resolved(*argv).energy_weight
+        return training_args(*argv).energy_weight
 
     assert energy_weight() == plugin.MACEQEQ_ENERGY_WEIGHT == 100.0
     assert energy_weight("--model", "MACE") == 1.0  # mace's own default

@@ -7,7 +7,6 @@ import torch
 
 import mace.cli.run_train as run_train
 import mace.tools.scripts_utils as scripts_utils
-from mace_qeq import plugin
 from mace_qeq.cli.run_train import build_parser
 from mace_qeq.modules import MACEQEq
 from mace_qeq.training import WeightedEnergyForcesChargesDipoleLoss
@@ -15,7 +14,7 @@ from mace_qeq.training.hooks import register, to_maceqeq
 
 from mace.modules import ScaleShiftMACE
 
-from ..mace_helpers import backbone_config, make_model, nacl_cell, nacl_cluster, to_batch
+from ..mace_helpers import backbone_config, make_model, nacl_cell, nacl_cluster, to_batch, training_args
 
 torch.set_default_dtype(torch.float64)
 
@@ -26,14 +25,8 @@ def hooks():
     register()  # idempotent
 
 
-def parsed(*extra):
-    args = build_parser().parse_args(["--name", "t", "--train_file", "x.xyz", *extra])
-    plugin.prepare_args(args)
-    return args
-
-
 def test_loss_survives_multihead_finetuning_override():
-    args = parsed("--charges_weight", "7")
+    args = training_args("--charges_weight", "7")
     args.loss = "universal"  # what run() does for multihead fine-tuning
     loss = run_train.get_loss_fn(args, False, False)
     assert isinstance(loss, WeightedEnergyForcesChargesDipoleLoss)
@@ -41,12 +34,12 @@ def test_loss_survives_multihead_finetuning_override():
 
 
 def test_other_losses_are_mace_s():
-    args = parsed("--loss", "weighted")
+    args = training_args("--loss", "weighted")
     assert type(run_train.get_loss_fn(args, False, False)).__name__ == "WeightedEnergyForcesLoss"
 
 
 def test_stage_two_keeps_the_charge_terms():
-    args = parsed("--swa", "--start_swa", "1", "--max_num_epochs", "3", "--swa_charges_weight", "4")
+    args = training_args("--swa", "--start_swa", "1", "--max_num_epochs", "3", "--swa_charges_weight", "4")
     model = make_model()
     optimizer = torch.optim.Adam(model.parameters())
     swa, _ = run_train.get_swa(args, model, optimizer, [False])
@@ -55,7 +48,7 @@ def test_stage_two_keeps_the_charge_terms():
 
 
 def test_every_parameter_is_in_an_optimizer_group():
-    args = parsed("--qeq_hardness", "environment", "--qeq_learnable_sigma", "--qeq_charge_feedback")
+    args = training_args("--qeq_hardness", "environment", "--qeq_learnable_sigma", "--qeq_charge_feedback")
     model = make_model(qeq_hardness="environment", qeq_learnable_sigma=True, qeq_charge_feedback=True)
     options = run_train.get_params_options(args, model)
     grouped = {id(p) for group in options["params"] for p in group["params"]}
@@ -134,7 +127,7 @@ def test_element_fit_weighs_the_charges_whatever_the_energy_weight(monkeypatch, 
     monkeypatch.setattr(hook_module, "log_baseline", lambda *a, **k: None)
     monkeypatch.setattr(hook_module, "fit_element_baseline", lambda sample, sigma, energies, free, minimum,
                         charges_weight, **k: seen.setdefault("w", charges_weight))
-    args = parsed("--energy_weight", energy_weight, "--charges_weight", "10")
+    args = training_args("--energy_weight", energy_weight, "--charges_weight", "10")
     hook_module.fit_elements(args, SimpleNamespace(dataset=[]), [0.0, 0.0], ["Default"],
                              SimpleNamespace(zs=[11, 17]), None, {"qeq_sigma": None, "qeq_minimum_hardness": 1.0})
     assert seen["w"] == 10.0
