@@ -39,7 +39,8 @@ on N structures of the pool instead, with the set's epochs, and writes
 
 ``--seeds N`` trains each model (or ``--models``) with seeds 1 … N on the
 set's training file and writes the mean and spread to
-``results/peers_<set>_seeds.{json,md}``.
+``results/peers_<set>_seeds.{json,md}`` (with ``--update``, beside the rows
+already there).
 
 ``--quick`` trains on 250 structures for a third of the epochs and leaves out
 PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
@@ -116,9 +117,7 @@ def keep_earlier_rows(result: dict, earlier_path) -> dict:
     for key in ("train_structures", "test_structures", "epochs"):
         if earlier[key] != result[key]:
             raise SystemExit(f"--update: {earlier_path} has {key} {earlier[key]}, this run {result[key]}")
-    table = earlier_path.with_suffix(".md")
-    found = re.search(r"Command: `([^`]*)`", table.read_text()) if table.exists() else None
-    command = found.group(1) if found else "an earlier run"
+    command = earlier_command(earlier_path)
     merged = dict(result, runs={}, errors={}, commands={})
     for model in list(earlier["runs"]) + [m for m in result["runs"] if m not in earlier["runs"]]:
         source = result if model in result["runs"] else earlier
@@ -127,6 +126,14 @@ def keep_earlier_rows(result: dict, earlier_path) -> dict:
             merged["errors"][model] = source["errors"][model]
         merged["commands"][model] = source.get("commands", {}).get(model, command)
     return merged
+
+
+def earlier_command(earlier_path) -> str:
+    """The command named by the ``Command:`` line of an earlier table's markdown, for the tables written
+    before each row kept its own command."""
+    table = earlier_path.with_suffix(".md")
+    found = re.search(r"Command: `([^`]*)`", table.read_text()) if table.exists() else None
+    return found.group(1) if found else "an earlier run"
 
 
 def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict:
@@ -177,22 +184,42 @@ def seed_spread(name, spec, train_file, test, folder, epochs, models, args) -> d
             print(f"  {model.name:24s} seed {seed}: E {pm.fmt(errors.get('energy_mev_per_atom'), 2)} meV/atom  "
                   f"F {pm.fmt(errors.get('forces_mev_per_a'))} meV/Å  ({run.status})", flush=True)
     result = {"set": name, "description": spec.description, "test_structures": len(test), "epochs": epochs,
-              "hardware": pm.hardware(args.device), "seeds": spread}
+              "hardware": pm.hardware(args.device), "seeds": spread,
+              "commands": {model: args.command for model in spread}}
     stem = args.output / f"peers_{name}_seeds"
+    if args.update:
+        result = keep_earlier_seeds(result, stem.with_suffix(".json"))
     pm.write_json(stem.with_suffix(".json"), result)
     lines = [f"# Seed spread on {name}", "", f"{spec.description}.", "",
              f"The main table's protocol (`peers_{name}.md`) with seeds 1 … {args.seeds} (the seed sets the initial "
              f"weights, the validation split and the batch order); {len(test)} test structures, {epochs} epochs. "
-             f"Hardware: {result['hardware']}. Command: `{args.command}`", "",
+             f"Hardware: {result['hardware']}.", "",
              "Test RMSE, mean ± standard deviation over seeds, and each seed's E meV/atom / F meV/Å:", "",
-             "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | per seed |", "|---|---:|---:|---|"]
-    for model, rows in spread.items():
+             "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | per seed | command |", "|---|---:|---:|---|---|"]
+    for model, rows in result["seeds"].items():
         each = ", ".join(f"{pm.fmt(r['energy_mev_per_atom'], 2)} / {pm.fmt(r['forces_mev_per_a'])}" for r in rows)
         lines.append(f"| {model} | {mean_and_spread(rows, 'energy_mev_per_atom', 2)} | "
-                     f"{mean_and_spread(rows, 'forces_mev_per_a', 1)} | {each} |")
+                     f"{mean_and_spread(rows, 'forces_mev_per_a', 1)} | {each} | `{result['commands'][model]}` |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     return result
+
+
+def keep_earlier_seeds(result: dict, earlier_path) -> dict:
+    """``result`` with the seed rows of the models it lacks taken from the earlier seed table at
+    ``earlier_path`` (same set, test structures and epochs), each row keeping the command that made it."""
+    if not earlier_path.exists():
+        raise SystemExit(f"--update: there is no earlier seed table {earlier_path}")
+    earlier = json.loads(earlier_path.read_text())
+    for key in ("test_structures", "epochs"):
+        if earlier[key] != result[key]:
+            raise SystemExit(f"--update: {earlier_path} has {key} {earlier[key]}, this run {result[key]}")
+    if earlier["hardware"] != result["hardware"]:
+        raise SystemExit(f"--update: {earlier_path} ran on {earlier['hardware']}, this run on {result['hardware']}")
+    command = earlier_command(earlier_path)
+    seeds = {model: rows for model, rows in earlier["seeds"].items() if model not in result["seeds"]}
+    commands = {model: earlier.get("commands", {}).get(model, command) for model in seeds}
+    return dict(result, seeds={**seeds, **result["seeds"]}, commands={**commands, **result["commands"]})
 
 
 def mean_and_spread(rows, key: str, digits: int) -> str:
@@ -339,8 +366,9 @@ def main():
     parser.add_argument("--ablation", action="store_true",
                         help=f"also MACEQEq with each default switched off: {', '.join(pm.ABLATIONS)}")
     parser.add_argument("--update", action="store_true",
-                        help="replace only the rows of the models run now in the existing peers_SET table (the "
-                             "others keep their numbers and the command that made them)")
+                        help="replace only the rows of the models run now in the existing peers_SET table, or "
+                             "peers_SET_seeds with --seeds (the others keep their numbers and the command that "
+                             "made them)")
     parser.add_argument("--tag", help="write peers_SET_TAG.* instead of peers_SET.* (an ablation or a budget "
                                            "beside the main table)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -115,3 +115,10 @@ def test_peer_benchmark_on_user_files(tmp_path):
     assert spread[1]["energy_mev_per_atom"] != spread[0]["energy_mev_per_atom"]
     table = (tmp_path / "results" / "peers_ag3_seeds.md").read_text()
     assert "| MACEQEq | " in table and " ± " in table
+
+    # --update with --seeds adds the rows of the models run now to the seed table, keeping the others'
+    run_peers(tmp_path, "--seeds", "2", "--models", "MACE", "--update")
+    updated = json.loads((tmp_path / "results" / "peers_ag3_seeds.json").read_text())
+    assert list(updated["seeds"]) == ["MACEQEq", "MACE"] and updated["seeds"]["MACEQEq"] == spread
+    assert updated["commands"]["MACEQEq"].endswith("--seeds 2 --models MACEQEq")
+    assert updated["commands"]["MACE"].endswith("--seeds 2 --models MACE --update")
