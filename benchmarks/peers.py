@@ -191,8 +191,9 @@ def seed_spread(name, spec, train_file, test, folder, epochs, models, args) -> d
         result = keep_earlier_seeds(result, stem.with_suffix(".json"))
     pm.write_json(stem.with_suffix(".json"), result)
     lines = [f"# Seed spread on {name}", "", f"{spec.description}.", "",
-             f"The main table's protocol (`peers_{name}.md`) with seeds 1 … {args.seeds} (the seed sets the initial "
-             f"weights, the validation split and the batch order); {len(test)} test structures, {epochs} epochs. "
+             f"The main table's protocol (`peers_{name}.md`) with seeds 1, 2, … (the seed sets the initial weights, "
+             f"the validation split and the batch order; each row lists its seeds in order); {len(test)} test "
+             f"structures, {epochs} epochs. "
              f"Hardware: {result['hardware']}.", "",
              "Test RMSE, mean ± standard deviation over seeds, and each seed's E meV/atom / F meV/Å:", "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | per seed | command |", "|---|---:|---:|---|---|"]
