@@ -111,12 +111,7 @@ def run_set(name: str, args, models, budget) -> dict:
 def keep_earlier_rows(result: dict, earlier_path) -> dict:
     """``result`` with the rows of the models it lacks taken from the earlier table at ``earlier_path``
     (same set, budget and protocol), each row keeping the command that made it."""
-    if not earlier_path.exists():
-        raise SystemExit(f"--update: there is no earlier table {earlier_path}")
-    earlier = json.loads(earlier_path.read_text())
-    for key in ("train_structures", "test_structures", "epochs"):
-        if earlier[key] != result[key]:
-            raise SystemExit(f"--update: {earlier_path} has {key} {earlier[key]}, this run {result[key]}")
+    earlier = earlier_table(earlier_path, result, ("train_structures", "test_structures", "epochs"))
     command = earlier_command(earlier_path)
     merged = dict(result, runs={}, errors={}, commands={})
     for model in list(earlier["runs"]) + [m for m in result["runs"] if m not in earlier["runs"]]:
@@ -126,6 +121,18 @@ def keep_earlier_rows(result: dict, earlier_path) -> dict:
             merged["errors"][model] = source["errors"][model]
         merged["commands"][model] = source.get("commands", {}).get(model, command)
     return merged
+
+
+def earlier_table(earlier_path, result: dict, keys) -> dict:
+    """The earlier table (JSON) at ``earlier_path`` that ``--update`` merges into; it must exist and agree
+    with ``result`` on ``keys`` (the budget and protocol that make their rows comparable)."""
+    if not earlier_path.exists():
+        raise SystemExit(f"--update: there is no earlier table {earlier_path}")
+    earlier = json.loads(earlier_path.read_text())
+    for key in keys:
+        if earlier[key] != result[key]:
+            raise SystemExit(f"--update: {earlier_path} has {key} {earlier[key]}, this run {result[key]}")
+    return earlier
 
 
 def earlier_command(earlier_path) -> str:
@@ -208,19 +215,16 @@ def seed_spread(name, spec, train_file, test, folder, epochs, models, args) -> d
 
 def keep_earlier_seeds(result: dict, earlier_path) -> dict:
     """``result`` with the seed rows of the models it lacks taken from the earlier seed table at
-    ``earlier_path`` (same set, test structures and epochs), each row keeping the command that made it."""
-    if not earlier_path.exists():
-        raise SystemExit(f"--update: there is no earlier seed table {earlier_path}")
-    earlier = json.loads(earlier_path.read_text())
-    for key in ("test_structures", "epochs"):
-        if earlier[key] != result[key]:
-            raise SystemExit(f"--update: {earlier_path} has {key} {earlier[key]}, this run {result[key]}")
-    if earlier["hardware"] != result["hardware"]:
-        raise SystemExit(f"--update: {earlier_path} ran on {earlier['hardware']}, this run on {result['hardware']}")
+    ``earlier_path`` (same set, test structures, epochs and hardware), in the order of
+    :func:`keep_earlier_rows`, each row keeping the command that made it."""
+    earlier = earlier_table(earlier_path, result, ("test_structures", "epochs", "hardware"))
     command = earlier_command(earlier_path)
-    seeds = {model: rows for model, rows in earlier["seeds"].items() if model not in result["seeds"]}
-    commands = {model: earlier.get("commands", {}).get(model, command) for model in seeds}
-    return dict(result, seeds={**seeds, **result["seeds"]}, commands={**commands, **result["commands"]})
+    merged = dict(result, seeds={}, commands={})
+    for model in list(earlier["seeds"]) + [m for m in result["seeds"] if m not in earlier["seeds"]]:
+        source = result if model in result["seeds"] else earlier
+        merged["seeds"][model] = source["seeds"][model]
+        merged["commands"][model] = source.get("commands", {}).get(model, command)
+    return merged
 
 
 def mean_and_spread(rows, key: str, digits: int) -> str:
