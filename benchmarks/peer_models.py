@@ -14,7 +14,8 @@ backbone, budget and seed, and evaluated by MACE's stock ``MACECalculator``
 * ``PolarMACE``: ``--model PolarMACE`` (needs ``graph-longrange==0.4.0``);
 * ``MACEQEq``: this plugin (``mace_qeq_run_train``), with charge and dipole
   labels where the data has them; ``MACEQEq-EF``: the same on energies and
-  forces only.
+  forces only; ``ABLATIONS`` (one default off) and ``VARIANTS`` (one default
+  changed, a candidate) of it.
 
 Data sets (``SETS``): the GFN2-xTB sets of ``mace_qeq_make_xtb_data --set``
 (made on first use into ``benchmarks/work/data``; whole MD trajectories are
@@ -117,8 +118,18 @@ ABLATIONS = {
     "MACEQEq-unbounded": ["--qeq_charge_range", "0", "--qeq_minimum_hardness", "0.1", "--pair_repulsion", "False",
                           "--qeq_energy_floor", "0", "--qeq_contact_wall", "0"],
 }
+#: MACEQEq (with charge labels) with one default changed: candidates measured side by side with the default
+#: (``--models``, with ``--tag`` to keep them out of the main table) before one is adopted.
+VARIANTS = {
+    "MACEQEq-stage-two-energy-weight-100": ["--swa_energy_weight", "100"],  # Stage Two keeps E:F = 1:1
+    "MACEQEq-charges-weight-100": ["--charges_weight", "100", "--swa_charges_weight", "100"],
+    "MACEQEq-ema": ["--ema", "--ema_decay", "0.99"],  # evaluated on the exponential moving average of the weights
+    "MACEQEq-environment-hardness": ["--qeq_hardness", "environment"],
+}
 MODELS.update({name: Model(name, MODELS["MACEQEq"].command + flags, charge_labels=True)
-               for name, flags in ABLATIONS.items()})
+               for name, flags in {**ABLATIONS, **VARIANTS}.items()})
+#: The models a MACE user has, and MACEQEq: the rows of a peer table unless ``--models`` says otherwise.
+PEERS = [name for name in MODELS if name not in ABLATIONS and name not in VARIANTS]
 
 
 @dataclass
@@ -297,13 +308,14 @@ def available(model: Model) -> bool:
 
 
 def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str, extra: Sequence[str] = (),
-          memory_gb: float = 16.0, timeout: float = 6 * 3600, reuse: bool = True) -> Run:
+          memory_gb: float = 16.0, timeout: float = 6 * 3600, reuse: bool = True,
+          threads: Optional[int] = None) -> Run:
     """Train ``model`` by its stock command line; a run that exceeds ``memory_gb`` is reported as out of memory.
 
     With ``reuse``, a model this function already trained in ``folder`` by the same command and code
     (:func:`code_version`) on a training file of the same content is returned as it is (``run.json`` records
     all three), so that a benchmark can be extended (more models, an ablation) without training again what
-    it has.
+    it has. ``threads`` sets the training's OpenMP (torch) threads; None leaves them to the environment.
     """
     from mace_qeq.training import trained_model_path
 
@@ -337,6 +349,8 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
 
     start = time.perf_counter()
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     try:
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
                                 preexec_fn=limit_memory if device == "cpu" else None)
@@ -354,6 +368,42 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
         return Run(model.name, None, wall, epochs_run, status)
     record.write_text(json.dumps({**stamp, "wall_s": wall, "epochs_run": epochs_run}, indent=1))
     return Run(model.name, str(trained_model_path(folder, name)), wall, epochs_run)
+
+
+def training_threads(jobs: int) -> Optional[int]:
+    """Torch threads of each of ``jobs`` trainings run at a time: the cores shared out, unless
+    ``OMP_NUM_THREADS`` says otherwise (None: one training, the environment decides)."""
+    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def train_all(tasks: Sequence[dict], jobs: int = 1) -> List[Run]:
+    """:func:`train` for each task (its keyword arguments), ``jobs`` at a time, in the tasks' order.
+
+    Each training is a process of its own (its stock command line), so that ``jobs`` of them share a
+    machine's cores (:func:`training_threads` each) or a GPU: a seed spread or an ablation of N models
+    takes about 1/``jobs`` of the wall time where one training does not fill the machine. A line is
+    printed as each training ends.
+    """
+    threads = training_threads(jobs)
+    tasks = [dict(task, threads=task.get("threads", threads)) for task in tasks]
+
+    def report(task, run):
+        print(f"  {run.model} ({Path(task['folder']).name}): {run.status}, {run.wall_s:.0f} s of training", flush=True)
+        return run
+
+    if jobs <= 1 or len(tasks) <= 1:
+        return [report(task, train(**task)) for task in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawned, not forked: the parent holds torch's thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(train, **task): task for task in tasks}
+        for future in as_completed(futures):
+            report(futures[future], future.result())
+        return [future.result() for future in futures]
 
 
 def trained_by_peers(model: Model, set_name: str) -> Optional[Path]:
@@ -453,14 +503,18 @@ def group_environments(pool: Sequence, groups: Sequence) -> Dict[str, dict]:
     return out
 
 
-def hardware(device: str) -> str:
+def hardware(device: str, jobs: int = 1) -> str:
+    """The machine, and on a CPU the torch threads of each training (``jobs`` at a time: how many ran
+    together shows in the command, ``--jobs``, and in the train times, not here, so that tables made
+    one at a time and together stay comparable)."""
     import platform
 
     import torch
 
     if device == "cuda":
         return torch.cuda.get_device_name()
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    threads = training_threads(jobs) or torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {threads} torch threads)"
 
 
 def write_json(path: Path, data: dict) -> None:

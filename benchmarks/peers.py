@@ -9,6 +9,7 @@
     python benchmarks/peers.py --set nacl_transfer                      # transfer to unseen charges and sizes
     python benchmarks/peers.py --set nacl_rods                          # ... where the local environments are known
     python benchmarks/peers.py --set carbon_chain --seeds 3 --models MACE+embedding MACEQEq   # seed spread
+    python benchmarks/peers.py --set nacl_rods --seeds 3 --models PolarMACE --jobs 3   # ... three at a time
 
 Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
 installed, PolarMACE, MACEQEq with and without charge labels) is trained by its
@@ -41,6 +42,10 @@ on N structures of the pool instead, with the set's epochs, and writes
 set's training file and writes the mean and spread to
 ``results/peers_<set>_seeds.{json,md}`` (with ``--update``, beside the rows
 already there).
+
+``--jobs N`` trains N models (seeds, learning-curve points) at a time, each a
+process with the cores shared out: the way to fill a machine that one
+training does not (16 cores, a GPU); evaluation stays one at a time.
 
 ``--quick`` trains on 250 structures for a third of the epochs and leaves out
 PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
@@ -79,9 +84,9 @@ def run_set(name: str, args, models, budget) -> dict:
     print(f"== {name}: {spec.description}; {train_size} training, {len(test)} test structures, {epochs} epochs",
           flush=True)
     runs, errors, predictions = {}, {}, {}
-    for model in models:
-        run = pm.train(model, train_file, folder / model.run_name, epochs, args.device,
-                       memory_gb=args.memory_gb, reuse=not args.retrain)
+    trained = pm.train_all([training(model, train_file, folder / model.run_name, epochs, args) for model in models],
+                           args.jobs)
+    for model, run in zip(models, trained):
         runs[model.name] = run.__dict__
         prediction = pm.evaluate(run, test, args.device)
         if prediction is not None:
@@ -97,15 +102,20 @@ def run_set(name: str, args, models, budget) -> dict:
               f" meV/Å  Q {pm.fmt(summary.get('charges_me'))} me", flush=True)
     result = {"set": name, "description": spec.description, "train_structures": train_size,
               "test_structures": len(test), "test_split": spec.test_split, "epochs": epochs,
-              "hardware": pm.hardware(args.device),
+              "hardware": pm.hardware(args.device, args.jobs),
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors,
               "commands": {model: args.command for model in runs}}
     if unseen:
         result["environments"] = pm.group_environments(pm.subset(pool, train_size), list(test) + list(unseen))
     if args.update:
-        result = keep_earlier_rows(result, args.output / f"peers_{name}.json")
+        result = keep_earlier_rows(result, args.output / f"{table_stem(name, args)}.json")
     write(name, result, predictions, args)
     return result
+
+
+def table_stem(name: str, args) -> str:
+    """The file name, without suffix, of a set's peer table: ``peers_SET``, or ``peers_SET_TAG`` with ``--tag``."""
+    return f"peers_{name}" + (f"_{args.tag}" if args.tag else "")
 
 
 def keep_earlier_rows(result: dict, earlier_path) -> dict:
@@ -143,27 +153,33 @@ def earlier_command(earlier_path) -> str:
     return found.group(1) if found else "an earlier run"
 
 
+def training(model, train_file, folder, epochs, args, extra=()) -> dict:
+    """The keyword arguments of :func:`peer_models.train` for one run of the benchmark."""
+    return dict(model=model, train_file=train_file, folder=folder, epochs=epochs, device=args.device,
+                extra=list(extra), memory_gb=args.memory_gb, reuse=not args.retrain)
+
+
 def learning_curve(name, spec, pool, test, folder, epochs, models, args) -> dict:
     """Test errors of each model trained on each number of structures (the same subsets for every model)."""
     print(f"== {name}: learning curve, {args.learning_curve} training structures, {len(test)} test, {epochs} epochs",
           flush=True)
-    curve = {}
-    for model in models:
-        curve[model.name] = []
-        for count in args.learning_curve:
-            train_file = folder / f"train_{count}.xyz"
-            ase.io.write(train_file, pm.subset(pool, count))
-            run = pm.train(model, train_file, folder / f"curve_{model.run_name}_{count}", epochs,
-                           args.device, memory_gb=args.memory_gb, reuse=not args.retrain)
-            prediction = pm.evaluate(run, test, args.device)
-            point = {"train_structures": count, "wall_s": run.wall_s, "status": run.status}
-            if prediction is not None:
-                point.update(pm.errors_by_type(prediction)["all"])
-            curve[model.name].append(point)
-            print(f"  curve {model.name:16s} {count:5d}: E {pm.fmt(point.get('energy_mev_per_atom'), 2)} "
-                  f"F {pm.fmt(point.get('forces_mev_per_a'))}", flush=True)
+    for count in args.learning_curve:
+        ase.io.write(folder / f"train_{count}.xyz", pm.subset(pool, count))
+    points = [(model, count) for model in models for count in args.learning_curve]
+    trained = pm.train_all([training(model, folder / f"train_{count}.xyz", folder / f"curve_{model.run_name}_{count}",
+                                     epochs, args) for model, count in points], args.jobs)
+    curve = {model.name: [] for model in models}
+    for (model, count), run in zip(points, trained):
+        prediction = pm.evaluate(run, test, args.device)
+        point = {"train_structures": count, "wall_s": run.wall_s, "status": run.status}
+        if prediction is not None:
+            point.update(pm.errors_by_type(prediction)["all"])
+        curve[model.name].append(point)
+        print(f"  curve {model.name:16s} {count:5d}: E {pm.fmt(point.get('energy_mev_per_atom'), 2)} "
+              f"F {pm.fmt(point.get('forces_mev_per_a'))}", flush=True)
     result = {"set": name, "description": spec.description, "test_structures": len(test),
-              "test_split": spec.test_split, "epochs": epochs, "hardware": pm.hardware(args.device), "curve": curve}
+              "test_split": spec.test_split, "epochs": epochs, "hardware": pm.hardware(args.device, args.jobs),
+              "curve": curve}
     write_learning_curve(name, result, args)
     return result
 
@@ -177,21 +193,20 @@ def seed_spread(name, spec, train_file, test, folder, epochs, models, args) -> d
     """
     print(f"== {name}: seeds 1 … {args.seeds}, {len(test)} test structures, {epochs} epochs", flush=True)
     keys = ("energy_mev_per_atom", "forces_mev_per_a", "charges_me")
-    spread = {}
-    for model in models:
-        spread[model.name] = []
-        for seed in range(1, args.seeds + 1):
-            subfolder = model.run_name + ("" if seed == 1 else f"_seed{seed}")
-            run = pm.train(model, train_file, folder / subfolder, epochs, args.device,
-                           extra=[] if seed == 1 else ["--seed", str(seed)], memory_gb=args.memory_gb,
-                           reuse=not args.retrain)
-            prediction = pm.evaluate(run, test, args.device)
-            errors = pm.errors_by_type(prediction)["all"] if prediction is not None else {}
-            spread[model.name].append({"seed": seed, "status": run.status, **{k: errors.get(k) for k in keys}})
-            print(f"  {model.name:24s} seed {seed}: E {pm.fmt(errors.get('energy_mev_per_atom'), 2)} meV/atom  "
-                  f"F {pm.fmt(errors.get('forces_mev_per_a'))} meV/Å  ({run.status})", flush=True)
+    runs = [(model, seed) for model in models for seed in range(1, args.seeds + 1)]
+    folders = [folder / (model.run_name + ("" if seed == 1 else f"_seed{seed}")) for model, seed in runs]
+    trained = pm.train_all([training(model, train_file, run_folder, epochs, args,
+                                     extra=[] if seed == 1 else ["--seed", str(seed)])
+                            for (model, seed), run_folder in zip(runs, folders)], args.jobs)
+    spread = {model.name: [] for model in models}
+    for (model, seed), run in zip(runs, trained):
+        prediction = pm.evaluate(run, test, args.device)
+        errors = pm.errors_by_type(prediction)["all"] if prediction is not None else {}
+        spread[model.name].append({"seed": seed, "status": run.status, **{k: errors.get(k) for k in keys}})
+        print(f"  {model.name:24s} seed {seed}: E {pm.fmt(errors.get('energy_mev_per_atom'), 2)} meV/atom  "
+              f"F {pm.fmt(errors.get('forces_mev_per_a'))} meV/Å  ({run.status})", flush=True)
     result = {"set": name, "description": spec.description, "test_structures": len(test), "epochs": epochs,
-              "hardware": pm.hardware(args.device), "seeds": spread,
+              "hardware": pm.hardware(args.device, args.jobs), "seeds": spread,
               "commands": {model: args.command for model in spread}}
     stem = args.output / f"peers_{name}_seeds"
     if args.update:
@@ -274,7 +289,7 @@ def write(name, result, predictions, args):
     from mace_qeq.analysis import parity_plots
 
     output = args.output
-    stem = f"peers_{name}" + (f"_{args.tag}" if args.tag else "")
+    stem = table_stem(name, args)
     pm.write_json(output / f"{stem}.json", result)
     if not (args.update and (output / f"{stem}_parity.png").exists()):  # an update keeps the earlier figure
         for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
@@ -367,6 +382,9 @@ def main():
                         help="training-set sizes: the learning curve of MACEQEq and MACE + embedding instead")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train each model with seeds 1 … N instead and tabulate the spread over seeds")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings run at a time, each a process with the cores shared out (OMP_NUM_THREADS "
+                             "overrides): seeds, ablations or learning-curve points in 1/N of the wall time")
     parser.add_argument("--retrain", action="store_true", help="train again models already trained alike")
     parser.add_argument("--ablation", action="store_true",
                         help=f"also MACEQEq with each default switched off: {', '.join(pm.ABLATIONS)}")
@@ -374,8 +392,9 @@ def main():
                         help="replace only the rows of the models run now in the existing peers_SET table, or "
                              "peers_SET_seeds with --seeds (the others keep their numbers and the command that "
                              "made them)")
-    parser.add_argument("--tag", help="write peers_SET_TAG.* instead of peers_SET.* (an ablation or a budget "
-                                           "beside the main table)")
+    parser.add_argument("--tag", help="write peers_SET_TAG.* instead of peers_SET.* (an ablation, a budget or "
+                                      "the candidates of peer_models.VARIANTS beside the main table); with "
+                                      "--update, merge into that table")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-gb", type=float, default=16.0, help="a CPU run above this is out of memory")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "peers")
@@ -388,7 +407,7 @@ def main():
     for name in names:
         if args.train is None and name not in pm.SETS:
             parser.error(f"unknown set {name!r}; choose from {list(pm.SETS)}")
-    peers = [m for m in pm.MODELS if m not in pm.ABLATIONS and not (args.quick and m == "PolarMACE")]
+    peers = [m for m in pm.PEERS if not (args.quick and m == "PolarMACE")]
     if args.learning_curve:
         peers = ["MACEQEq", "MACE+embedding"]
     chosen = args.models or peers + (list(pm.ABLATIONS) if args.ablation else [])

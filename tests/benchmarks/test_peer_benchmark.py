@@ -2,6 +2,7 @@
 learning curve and a seed spread, evaluates every model with the stock calculator, and reuses what it trained."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+import torch
 
 from mace_qeq.analysis.evaluate import Predictions
 from mace_qeq.datasets import DEFAULT_DATASET
@@ -60,11 +62,11 @@ def test_group_environments_flag_coordinations_training_never_had():
     assert held["cube2"]["coulomb_ev_per_atom"] == pytest.approx(coulomb, rel=1e-12)
 
 
-def run_peers(tmp_path, *arguments):
+def run_peers(tmp_path, *arguments, env=None):
     command = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--train", str(tmp_path / "train.xyz"),
                "--test", str(tmp_path / "test.xyz"), "--name", "ag3", "--epochs", "1",
                "--work-dir", str(tmp_path / "work"), "--output", str(tmp_path / "results"), *arguments]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -100,6 +102,11 @@ def test_peer_benchmark_on_user_files(tmp_path):
     assert updated["commands"]["MACEQEq"].endswith("--models MACEQEq --update")
     assert "--models MACE MACE+embedding MACEQEq" in updated["commands"]["MACE"]
     assert "Rows from separate runs" in (tmp_path / "results" / "peers_ag3.md").read_text()
+    # ... and with --tag into the tagged table, not the main one
+    run_peers(tmp_path, "--models", "MACE+embedding", "--tag", "again", "--update")
+    again = json.loads((tmp_path / "results" / "peers_ag3_again.json").read_text())
+    assert list(again["runs"]) == ["MACE", "MACEQEq", "MACE+embedding"]
+    assert list(json.loads((tmp_path / "results" / "peers_ag3.json").read_text())["runs"]) == list(updated["runs"])
 
     run_peers(tmp_path, "--learning-curve", "20", "30")
     curve = (tmp_path / "results" / "peers_ag3_learning_curve.md").read_text()
@@ -116,9 +123,16 @@ def test_peer_benchmark_on_user_files(tmp_path):
     table = (tmp_path / "results" / "peers_ag3_seeds.md").read_text()
     assert "| MACEQEq | " in table and " ± " in table
 
-    # --update with --seeds adds the rows of the models run now to the seed table, keeping the others'
-    run_peers(tmp_path, "--seeds", "2", "--models", "MACE", "--update")
+    # --update with --seeds adds the rows of the models run now to the seed table, keeping the others';
+    # --jobs 2 trains MACE's two seeds at a time, each in a process of its own, as one at a time would (with
+    # the torch threads of the runs above: a seed table refuses rows made with other threads)
+    threads = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    log = run_peers(tmp_path, "--seeds", "2", "--models", "MACE", "--update", "--jobs", "2", env=threads)
     updated = json.loads((tmp_path / "results" / "peers_ag3_seeds.json").read_text())
     assert list(updated["seeds"]) == ["MACEQEq", "MACE"] and updated["seeds"]["MACEQEq"] == spread
     assert updated["commands"]["MACEQEq"].endswith("--seeds 2 --models MACEQEq")
-    assert updated["commands"]["MACE"].endswith("--seeds 2 --models MACE --update")
+    assert updated["commands"]["MACE"].endswith("--seeds 2 --models MACE --update --jobs 2")
+    assert log.count("  MACE (MACE") == 2, log
+    mace = updated["seeds"]["MACE"]
+    assert mace[0]["forces_mev_per_a"] == data["errors"]["MACE"]["all"]["forces_mev_per_a"]  # seed 1 reused
+    assert mace[1]["status"] == "ok" and mace[1]["forces_mev_per_a"] != mace[0]["forces_mev_per_a"]
