@@ -14,8 +14,9 @@ backbone, budget and seed, and evaluated by MACE's stock ``MACECalculator``
 * ``PolarMACE``: ``--model PolarMACE`` (needs ``graph-longrange==0.4.0``);
 * ``MACEQEq``: this plugin (``mace_qeq_run_train``), with charge and dipole
   labels where the data has them; ``MACEQEq-EF``: the same on energies and
-  forces only; ``ABLATIONS`` (one default off) and ``VARIANTS`` (one default
-  changed, a candidate) of it.
+  forces only; ``ABLATIONS`` (one default off), ``VARIANTS`` (one default
+  changed, a candidate) of it, and ``EF_ABLATIONS`` (one default of
+  ``MACEQEq-EF`` off).
 
 Data sets (``SETS``): the GFN2-xTB sets of ``mace_qeq_make_xtb_data --set``
 (made on first use into ``benchmarks/work/data``; whole MD trajectories are
@@ -123,13 +124,22 @@ ABLATIONS = {
 VARIANTS = {
     "MACEQEq-stage-two-energy-weight-100": ["--swa_energy_weight", "100"],  # Stage Two keeps E:F = 1:1
     "MACEQEq-charges-weight-100": ["--charges_weight", "100", "--swa_charges_weight", "100"],
+    "MACEQEq-energy-weight-30": ["--energy_weight", "30"],
+    "MACEQEq-energy-weight-300": ["--energy_weight", "300"],
+    "MACEQEq-energy-weight-1000": ["--energy_weight", "1000"],  # E:F = 10:1 before Stage Two, as in it
     "MACEQEq-ema": ["--ema", "--ema_decay", "0.99"],  # evaluated on the exponential moving average of the weights
     "MACEQEq-environment-hardness": ["--qeq_hardness", "environment"],
 }
+#: MACEQEq without charge labels with one default switched off: where its forces go (diagnostics).
+EF_ABLATIONS = {
+    "MACEQEq-EF-no-stage-two": ["--swa", "False"],
+    "MACEQEq-EF-no-feedback": ["--qeq_charge_feedback", "False"],
+}
 MODELS.update({name: Model(name, MODELS["MACEQEq"].command + flags, charge_labels=True)
                for name, flags in {**ABLATIONS, **VARIANTS}.items()})
+MODELS.update({name: Model(name, MODELS["MACEQEq-EF"].command + flags) for name, flags in EF_ABLATIONS.items()})
 #: The models a MACE user has, and MACEQEq: the rows of a peer table unless ``--models`` says otherwise.
-PEERS = [name for name in MODELS if name not in ABLATIONS and name not in VARIANTS]
+PEERS = [name for name in MODELS if name not in {**ABLATIONS, **VARIANTS, **EF_ABLATIONS}]
 
 
 @dataclass

@@ -18,6 +18,7 @@ from mace_qeq.electrostatics.units import COULOMB_CONSTANT
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import peer_models  # noqa: E402
 from peer_models import errors_by_type, group_environments  # noqa: E402
 
 
@@ -34,6 +35,16 @@ def test_energy_error_splits_into_an_offset_and_a_spread():
     for group in errors.values():  # RMSE² = offset² + spread²
         assert group["energy_mev_per_atom"] ** 2 == pytest.approx(
             group["energy_offset_mev_per_atom"] ** 2 + group["energy_spread_mev_per_atom"] ** 2)
+
+
+def test_ablations_and_variants_are_their_base_model_with_flags_added():
+    derived = {"MACEQEq": {**peer_models.ABLATIONS, **peer_models.VARIANTS}, "MACEQEq-EF": peer_models.EF_ABLATIONS}
+    for base, changes in derived.items():
+        for name, flags in changes.items():
+            model = peer_models.MODELS[name]
+            assert model.command == peer_models.MODELS[base].command + flags
+            assert model.charge_labels == peer_models.MODELS[base].charge_labels
+            assert name not in peer_models.PEERS  # measured on request (--models), never a peer row by default
 
 
 def rock_salt_cube(n: int, spacing: float = 2.8, rattle: float = 0.0, seed: int = 0):
