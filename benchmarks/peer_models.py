@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -135,11 +135,12 @@ EF_ABLATIONS = {
     "MACEQEq-EF-no-stage-two": ["--swa", "False"],
     "MACEQEq-EF-no-feedback": ["--qeq_charge_feedback", "False"],
 }
-MODELS.update({name: Model(name, MODELS["MACEQEq"].command + flags, charge_labels=True)
-               for name, flags in {**ABLATIONS, **VARIANTS}.items()})
-MODELS.update({name: Model(name, MODELS["MACEQEq-EF"].command + flags) for name, flags in EF_ABLATIONS.items()})
+#: The model each of them changes: its command with their flags added, its charge labels.
+DERIVED = {"MACEQEq": {**ABLATIONS, **VARIANTS}, "MACEQEq-EF": EF_ABLATIONS}
+MODELS.update({name: replace(MODELS[base], name=name, command=MODELS[base].command + flags)
+               for base, changes in DERIVED.items() for name, flags in changes.items()})
 #: The models a MACE user has, and MACEQEq: the rows of a peer table unless ``--models`` says otherwise.
-PEERS = [name for name in MODELS if name not in {**ABLATIONS, **VARIANTS, **EF_ABLATIONS}]
+PEERS = [name for name in MODELS if not any(name in changes for changes in DERIVED.values())]
 
 
 @dataclass
