@@ -104,7 +104,8 @@ def run_set(name: str, args, models, budget) -> dict:
               "test_structures": len(test), "test_split": spec.test_split, "epochs": epochs,
               "hardware": pm.hardware(args.device, args.jobs),
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors,
-              "commands": {model: args.command for model in runs}}
+              "commands": {model: args.command for model in runs},
+              "hardware_by_model": {model: pm.hardware(args.device, args.jobs) for model in runs}}
     if unseen:
         result["environments"] = pm.group_environments(pm.subset(pool, train_size), list(test) + list(unseen))
     if args.update:
@@ -120,16 +121,17 @@ def table_stem(name: str, args) -> str:
 
 def keep_earlier_rows(result: dict, earlier_path) -> dict:
     """``result`` with the rows of the models it lacks taken from the earlier table at ``earlier_path``
-    (same set, budget and protocol), each row keeping the command that made it."""
+    (same set, budget and protocol), each row keeping the command and the hardware that made it."""
     earlier = earlier_table(earlier_path, result, ("train_structures", "test_structures", "epochs"))
     command = earlier_command(earlier_path)
-    merged = dict(result, runs={}, errors={}, commands={})
+    merged = dict(result, runs={}, errors={}, commands={}, hardware_by_model={})
     for model in list(earlier["runs"]) + [m for m in result["runs"] if m not in earlier["runs"]]:
         source = result if model in result["runs"] else earlier
         merged["runs"][model] = source["runs"][model]
         if model in source["errors"]:
             merged["errors"][model] = source["errors"][model]
         merged["commands"][model] = source.get("commands", {}).get(model, command)
+        merged["hardware_by_model"][model] = source.get("hardware_by_model", {}).get(model, source["hardware"])
     return merged
 
 
@@ -273,16 +275,29 @@ def write_learning_curve(name, result, args):
     print("\n".join(lines), flush=True)
 
 
+def rows_by_value(per_model: Dict[str, str], quote: str = "") -> str:
+    """"A, B: x; C: y": the models that share each value, in the order of the rows."""
+    by_value: Dict[str, list] = {}
+    for model, value in per_model.items():
+        by_value.setdefault(value, []).append(model)
+    return "; ".join(f"{', '.join(models)}: {quote}{value}{quote}" for value, models in by_value.items())
+
+
 def commands_line(result, args) -> str:
     """The command of the table, or of each row where rows came from different runs (``--update``)."""
     commands = result.get("commands", {})
     if len(set(commands.values())) <= 1:
         return f"Command: `{args.command}`"
-    by_command: Dict[str, list] = {}
-    for model, command in commands.items():
-        by_command.setdefault(command, []).append(model)
-    rows = "; ".join(f"{', '.join(models)}: `{command}`" for command, models in by_command.items())
-    return f"Rows from separate runs of the same protocol and data: {rows} (the parity plot is the earliest run's)"
+    return (f"Rows from separate runs of the same protocol and data: {rows_by_value(commands, '`')} (the parity "
+            "plot is the earliest run's)")
+
+
+def hardware_line(result) -> str:
+    """The hardware of the table, or of each row where rows ran on different hardware or threads (``--update``)."""
+    hardware = result.get("hardware_by_model", {})
+    if len(set(hardware.values())) <= 1:
+        return f"Hardware: {result['hardware']}."
+    return f"Hardware: {rows_by_value(hardware)}."
 
 
 def write(name, result, predictions, args):
@@ -299,7 +314,7 @@ def write(name, result, predictions, args):
              f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
              f"batch 16, lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults "
              f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model "
-             f"the CLI recommends (`NAME_stagetwo.model` where Stage Two ran). Hardware: {result['hardware']}. "
+             f"the CLI recommends (`NAME_stagetwo.model` where Stage Two ran). {hardware_line(result)} "
              + commands_line(result, args), "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
              "|---|---:|---:|---:|---:|---:|---|"]

@@ -21,6 +21,7 @@ from mace_qeq.training.hooks import ERROR_TABLE, LOSS_NAME, MODEL_NAME, register
 #: bought").
 MACEQEQ_ENERGY_WEIGHT = 100.0
 MACE_ENERGY_WEIGHT = 1.0  # mace's default
+MACE_STAGE_TWO_DIPOLE_WEIGHT = 1.0  # mace's default
 
 
 def _extend_choices(parser: argparse.ArgumentParser, option: str, value: str) -> None:
@@ -46,8 +47,8 @@ def _widths(text: str):
 
 def _default_by_model(parser: argparse.ArgumentParser, *flags: str, description: str, **kind) -> None:
     """Replace mace's ``flags`` (store_true unless ``kind`` gives ``type``) by ``flags [true|false]`` (or
-    ``flags VALUE``); left unset (None), it is resolved per model (``prepare_args`` or the model hook):
-    MACEQEq's default for MACEQEq, mace's otherwise."""
+    ``flags VALUE``); left unset (None), it is resolved per model or loss (``prepare_args`` or the model
+    hook): MACEQEq's default for MACEQEq (or its qeq loss), mace's otherwise."""
     container = parser._optionals  # pylint: disable=protected-access
     handler = container.conflict_handler
     container.conflict_handler = "resolve"  # replaces mace's flags of the same names
@@ -73,6 +74,10 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                                   f"{MACEQEQ_ENERGY_WEIGHT:g} for MACEQEq (the energy offsets that forces cannot "
                                   "set are then learned before Stage Two, which no longer trades the forces for "
                                   "them), mace's 1 otherwise")
+    _default_by_model(parser, "--swa_dipole_weight", "--stage_two_dipole_weight", type=float,
+                      description="weight of the dipole loss in Stage Two; default: --dipole_weight with the qeq "
+                                  "loss (so 0 keeps the dipoles out of Stage Two too), mace's "
+                                  f"{MACE_STAGE_TWO_DIPOLE_WEIGHT:g} otherwise")
     _extend_choices(parser, "--model", MODEL_NAME)
     _extend_choices(parser, "--loss", LOSS_NAME)
     _extend_choices(parser, "--error_table", ERROR_TABLE)
@@ -114,17 +119,24 @@ def extend_parser(parser: argparse.ArgumentParser) -> None:
                        help="refit the energy offsets forces cannot set (fitted E0s and a uniform χ shift, i.e. "
                             "c·Q) to the training energies by least squares, as Stage Two starts and after training")
     group.add_argument("--charges_weight", type=float, default=10.0, help="weight of the REF_charges loss term")
-    group.add_argument("--swa_charges_weight", type=float, default=10.0,
-                       help="weight of the REF_charges loss term in Stage Two")
+    group.add_argument("--swa_charges_weight", "--stage_two_charges_weight", type=float, default=None,
+                       help="weight of the REF_charges loss term in Stage Two; default: --charges_weight (so 0, "
+                            "training on energies and forces only, keeps the charges out of Stage Two too)")
     register()
 
 
 def prepare_args(args: argparse.Namespace) -> None:
-    """Resolve the per-model defaults mace reads before the model exists (Stage Two), and keep the
-    user's loss: multihead fine-tuning overwrites ``args.loss`` inside ``run``."""
+    """Resolve the per-model defaults mace reads before the model exists (Stage Two, its charge and dipole
+    weights), and keep the user's loss: multihead fine-tuning overwrites ``args.loss`` inside ``run``."""
     if getattr(args, "swa", False) is None:  # on for MACEQEq when it can start before the last epoch
         start = args.start_swa if args.start_swa is not None else max(1, args.max_num_epochs // 4 * 3)
         args.swa = args.model == MODEL_NAME and start < args.max_num_epochs
     if getattr(args, "energy_weight", 1.0) is None:
         args.energy_weight = MACEQEQ_ENERGY_WEIGHT if args.model == MODEL_NAME else MACE_ENERGY_WEIGHT
+    # Stage Two keeps the charge and dipole weights of Stage One unless given: a 0 there (no charge labels in
+    # use) must not become a weight of 10 on REF_charges that the data may still carry.
+    if getattr(args, "swa_charges_weight", 0.0) is None:
+        args.swa_charges_weight = args.charges_weight
+    if getattr(args, "swa_dipole_weight", 0.0) is None:
+        args.swa_dipole_weight = args.dipole_weight if args.loss == LOSS_NAME else MACE_STAGE_TWO_DIPOLE_WEIGHT
     args.qeq_user_loss = args.loss

@@ -16,6 +16,8 @@ from mace_qeq.analysis.evaluate import Predictions
 from mace_qeq.datasets import DEFAULT_DATASET
 from mace_qeq.electrostatics.units import COULOMB_CONSTANT
 
+from ..mace_helpers import training_args
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import peer_models  # noqa: E402
@@ -45,6 +47,32 @@ def test_ablations_and_variants_are_their_base_model_with_flags_added():
             assert model.command == peer_models.MODELS[base].command + flags
             assert model.charge_labels == peer_models.MODELS[base].charge_labels
             assert name not in peer_models.PEERS  # measured on request (--models), never a peer row by default
+
+
+def test_models_without_charge_labels_see_none_in_either_stage():
+    """The data carry REF_charges and REF_dipole; a model marked without charge labels must weigh them 0 in
+    Stage One and Stage Two alike."""
+    for model in peer_models.MODELS.values():
+        if model.command[0] == "mace_qeq_run_train" and not model.charge_labels:
+            args = training_args(*model.command[1:])
+            weights = (args.charges_weight, args.dipole_weight, args.swa_charges_weight, args.swa_dipole_weight)
+            assert weights == (0, 0, 0, 0), model.name
+
+
+def test_update_keeps_each_row_s_hardware(tmp_path):
+    """A row added with other torch threads says so; the rows it joins keep theirs, also from tables
+    written before each row kept its own."""
+    import peers
+
+    earlier = {"train_structures": 4, "test_structures": 2, "epochs": 1, "hardware": "CPU (2 threads)",
+               "runs": {"MACE": {}, "MACEQEq": {}}, "errors": {}, "commands": {"MACE": "a", "MACEQEq": "a"}}
+    (tmp_path / "peers_x.json").write_text(json.dumps(earlier))
+    now = dict(earlier, hardware="CPU (1 threads)", runs={"MACEQEq": {}}, commands={"MACEQEq": "b"},
+               hardware_by_model={"MACEQEq": "CPU (1 threads)"})
+    merged = peers.keep_earlier_rows(now, tmp_path / "peers_x.json")
+    assert merged["hardware_by_model"] == {"MACE": "CPU (2 threads)", "MACEQEq": "CPU (1 threads)"}
+    assert peers.hardware_line(merged) == "Hardware: MACE: CPU (2 threads); MACEQEq: CPU (1 threads)."
+    assert peers.hardware_line(dict(earlier, hardware_by_model={})) == "Hardware: CPU (2 threads)."
 
 
 def rock_salt_cube(n: int, spacing: float = 2.8, rattle: float = 0.0, seed: int = 0):

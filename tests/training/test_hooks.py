@@ -38,13 +38,22 @@ def test_other_losses_are_mace_s():
     assert type(run_train.get_loss_fn(args, False, False)).__name__ == "WeightedEnergyForcesLoss"
 
 
-def test_stage_two_keeps_the_charge_terms():
-    args = training_args("--swa", "--start_swa", "1", "--max_num_epochs", "3", "--swa_charges_weight", "4")
+@pytest.mark.parametrize("argv, charges, dipole", [
+    ((), 10.0, 1.0),  # the defaults
+    (("--charges_weight", "0", "--dipole_weight", "0"), 0.0, 0.0),  # energies and forces only, in both stages
+    (("--charges_weight", "100", "--dipole_weight", "3"), 100.0, 3.0),  # Stage One's weights carry over
+    (("--charges_weight", "0", "--swa_charges_weight", "5", "--swa_dipole_weight", "2"), 5.0, 2.0),  # given
+])
+def test_stage_two_keeps_the_charge_terms_with_stage_one_s_weights_unless_given(argv, charges, dipole):
+    args = training_args("--swa", "--start_swa", "1", "--max_num_epochs", "3", *argv)
     model = make_model()
-    optimizer = torch.optim.Adam(model.parameters())
-    swa, _ = run_train.get_swa(args, model, optimizer, [False])
+    swa, _ = run_train.get_swa(args, model, torch.optim.Adam(model.parameters()), [False])
     assert isinstance(swa.loss_fn, WeightedEnergyForcesChargesDipoleLoss)
-    assert float(swa.loss_fn.charges_weight) == 4.0
+    assert (float(swa.loss_fn.charges_weight), float(swa.loss_fn.dipole_weight)) == (charges, dipole)
+
+
+def test_other_losses_keep_mace_s_stage_two_dipole_weight():
+    assert training_args("--loss", "weighted", "--dipole_weight", "0").swa_dipole_weight == 1.0
 
 
 def test_every_parameter_is_in_an_optimizer_group():
