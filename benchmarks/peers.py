@@ -100,12 +100,12 @@ def run_set(name: str, args, models, budget) -> dict:
         print(f"  {model.name:24s} {run.status:12s} {run.wall_s:7.0f} s  E "
               f"{pm.fmt(summary.get('energy_mev_per_atom'), 2)} meV/atom  F {pm.fmt(summary.get('forces_mev_per_a'))}"
               f" meV/Å  Q {pm.fmt(summary.get('charges_me'))} me", flush=True)
+    hardware = pm.hardware(args.device, args.jobs)
     result = {"set": name, "description": spec.description, "train_structures": train_size,
-              "test_structures": len(test), "test_split": spec.test_split, "epochs": epochs,
-              "hardware": pm.hardware(args.device, args.jobs),
+              "test_structures": len(test), "test_split": spec.test_split, "epochs": epochs, "hardware": hardware,
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors,
               "commands": {model: args.command for model in runs},
-              "hardware_by_model": {model: pm.hardware(args.device, args.jobs) for model in runs}}
+              "hardware_by_model": {model: hardware for model in runs}}
     if unseen:
         result["environments"] = pm.group_environments(pm.subset(pool, train_size), list(test) + list(unseen))
     if args.update:

@@ -40,8 +40,7 @@ def test_energy_error_splits_into_an_offset_and_a_spread():
 
 
 def test_ablations_and_variants_are_their_base_model_with_flags_added():
-    derived = {"MACEQEq": {**peer_models.ABLATIONS, **peer_models.VARIANTS}, "MACEQEq-EF": peer_models.EF_ABLATIONS}
-    for base, changes in derived.items():
+    for base, changes in peer_models.DERIVED.items():
         for name, flags in changes.items():
             model = peer_models.MODELS[name]
             assert model.command == peer_models.MODELS[base].command + flags
