@@ -18,10 +18,12 @@ models) with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å), batch,
 learning rate, seed and number of epochs, on the same structures, and
 evaluated by MACE's stock ``MACECalculator`` on the same held-out structures
 (whole MD trajectories, see ``peer_models.split``). Writes
-``results/peers_<set>.{json,md}`` and ``peers_<set>_parity.png``. A run that
-fails (e.g. out of memory) is reported as such. Models already trained by the
-same command on the same data are reused (``--retrain`` trains them again), so
-``--ablation`` adds rows to a set's table without retraining the rest.
+``results/peers_<set>.{json,md}`` and ``peers_<set>_parity.png`` (``--update``
+keeps that figure and draws each row it reruns apart, in
+``peers_<set>_parity_<model>.png``). A run that fails (e.g. out of memory) is
+reported as such. Models already trained by the same command on the same data
+are reused (``--retrain`` trains them again), so ``--ablation`` adds rows to a
+set's table without retraining the rest.
 
 Transfer: a set with groups training never has (``nacl_transfer``: trained on
 Na/Cl clusters at Q = 0, ±1 of 7–8 atoms; tested also on Q = ±2 and on
@@ -124,7 +126,7 @@ def keep_earlier_rows(result: dict, earlier_path) -> dict:
     (same set, budget and protocol), each row keeping the command and the hardware that made it."""
     earlier = earlier_table(earlier_path, result, ("train_structures", "test_structures", "epochs"))
     command = earlier_command(earlier_path)
-    merged = dict(result, runs={}, errors={}, commands={}, hardware_by_model={})
+    merged = dict(result, runs={}, errors={}, commands={}, hardware_by_model={}, parity_figures={})
     for model in list(earlier["runs"]) + [m for m in result["runs"] if m not in earlier["runs"]]:
         source = result if model in result["runs"] else earlier
         merged["runs"][model] = source["runs"][model]
@@ -132,6 +134,9 @@ def keep_earlier_rows(result: dict, earlier_path) -> dict:
             merged["errors"][model] = source["errors"][model]
         merged["commands"][model] = source.get("commands", {}).get(model, command)
         merged["hardware_by_model"][model] = source.get("hardware_by_model", {}).get(model, source["hardware"])
+        if source is earlier and model in earlier["errors"]:  # a table older than the key: its one figure
+            figure = earlier.get("parity_figures", {}).get(model, f"{earlier_path.stem}_parity.png")
+            merged["parity_figures"][model] = figure
     return merged
 
 
@@ -288,8 +293,16 @@ def commands_line(result, args) -> str:
     commands = result.get("commands", {})
     if len(set(commands.values())) <= 1:
         return f"Command: `{args.command}`"
-    return (f"Rows from separate runs of the same protocol and data: {rows_by_value(commands, '`')} (the parity "
-            "plot is the earliest run's)")
+    return f"Rows from separate runs of the same protocol and data: {rows_by_value(commands, '`')}."
+
+
+def parity_line(result) -> str:
+    """Which figure shows each row, where an update drew some rows apart from the table's figure."""
+    figures = result.get("parity_figures", {})
+    if len(set(figures.values())) <= 1:
+        return ""
+    return (f" Parity plots: {rows_by_value(figures, '`')} (a row rerun by an update has a figure of its own; "
+            "the table's figure may still show the earlier run of it).")
 
 
 def hardware_line(result) -> str:
@@ -305,17 +318,27 @@ def write(name, result, predictions, args):
 
     output = args.output
     stem = table_stem(name, args)
-    pm.write_json(output / f"{stem}.json", result)
-    if not (args.update and (output / f"{stem}_parity.png").exists()):  # an update keeps the earlier figure
+    table_figure = f"{stem}_parity.png"
+    figures = result.setdefault("parity_figures", {})
+    if args.update and (output / table_figure).exists():
+        # an update keeps the table's figure, which shows rows it does not rerun, and draws each row it reruns
+        for model, path in zip(predictions, parity_plots(predictions, args.work_dir / name, title=name)):
+            figures[model] = f"{stem}_parity_{pm.MODELS[model].run_name}.png"
+            path.replace(output / figures[model])
+    elif predictions:  # the table's figure drawn anew shows this run's rows only
         for path in parity_plots(predictions, args.work_dir / name, title=name, combined=True):
-            path.replace(output / f"{stem}_parity.png")
+            path.replace(output / table_figure)
+        for model in [m for m, figure in figures.items() if figure == table_figure]:
+            del figures[model]
+        figures.update({model: table_figure for model in predictions})
+    pm.write_json(output / f"{stem}.json", result)
     lines = [f"# Peers on {name}", "", f"{result['description']}.", "",
              f"{result['train_structures']} training and {result['test_structures']} test structures "
              f"({result['test_split']}), {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
              f"batch 16, lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults "
              f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model "
              f"the CLI recommends (`NAME_stagetwo.model` where Stage Two ran). {hardware_line(result)} "
-             + commands_line(result, args), "",
+             + commands_line(result, args) + parity_line(result), "",
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for model, run in result["runs"].items():

@@ -1,6 +1,6 @@
 """Training throughput: MACEQEq against plain MACE, same backbone, data, batch and epochs.
 
-    python benchmarks/training_throughput.py                  # CPU, ~25 min
+    python benchmarks/training_throughput.py                  # CPU, ~45 min (3 pairs of trainings a case)
     python benchmarks/training_throughput.py --device cuda    # on a GPU
 
 Writes results/training_throughput.{json,md} (``_cuda`` on a GPU). Each model
@@ -12,12 +12,17 @@ Na8/9Cl8⁺, 16–17 atoms; GFN2-xTB) and on ~160-atom periodic NaCl(aq) cells
 second over the training epochs, from the timestamps of mace's own log
 (setup, E0s, the element fit, the offset refit after training and the final
 TorchScript compile are not in it, they are in the total wall time; the offset
-refit as Stage Two starts is). Both models are trained anew, one after the
-other, on every run.
+refit as Stage Two starts is). Both models are trained anew, in pairs, the
+pair's order alternating (MACE first, then MACEQEq first, ...): the ratio of a
+case is the median of its pairs' ratios (``--repeats``), so that one slow or
+lucky training on a shared machine does not set it; the spread of the pairs is
+printed beside it.
 """
 
 import argparse
 import re
+import statistics
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -87,17 +92,44 @@ def refit_seconds(log: str) -> float:
     return total
 
 
+def median_and_range(values) -> dict:
+    """The median of ``values`` (quoted) and their smallest and largest (the spread of the pairs)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def timed_training(model, train_file, folder, epochs, device, extra, structures: int) -> dict:
+    """Train ``model`` anew and read its time per epoch (with and without the offset refit inside
+    training) and its throughput from mace's log."""
+    run = pm.train(model, train_file, folder / model.run_name, epochs, device, extra, reuse=False)
+    if run.status != "ok":
+        raise RuntimeError(f"{folder.name} {model.name}: {run.status}")
+    log = (folder / model.run_name / f"{model.run_name}.log").read_text()
+    per_epoch = epoch_seconds(log, epochs)
+    refit = refit_seconds(log)
+    return {"seconds_per_epoch": per_epoch, "wall_s": run.wall_s, "refit_s": refit,
+            "seconds_per_epoch_without_refit": per_epoch - refit / epochs,
+            "structures_per_s": structures / per_epoch}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--structures", type=int, default=256, help="training structures per cluster case")
     parser.add_argument("--periodic-structures", type=int, default=32, help="training NaCl(aq) cells")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="pairs of trainings (MACE, MACEQEq) per case; the ratio is the median of the pairs'")
+    parser.add_argument("--cases", nargs="+", choices=[source for source, _ in CASES.values()],
+                        default=[source for source, _ in CASES.values()], help="the data sets to time (default: all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "throughput")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     rows = []
     for label, (source, batch) in CASES.items():
+        if source not in args.cases:
+            continue
         folder = args.work_dir / source
         folder.mkdir(parents=True, exist_ok=True)
         if source == "nacl_water":
@@ -110,30 +142,33 @@ def main():
         ase.io.write(train_file, structures)
         atoms = sum(len(a) for a in structures) / len(structures)
         extra = ["--batch_size", str(batch), "--eval_interval", str(args.epochs), "--valid_fraction", "0.05"]
-        timing = {}
-        for model in (pm.MODELS["MACE"], qeq):
-            # both trained now, one after the other: a model kept from an earlier run would pair timings of two
-            # different moments of a shared machine
-            run = pm.train(model, train_file, folder / model.run_name, args.epochs, args.device, extra,
-                           reuse=False)
-            if run.status != "ok":
-                raise RuntimeError(f"{label} {model.name}: {run.status}")
-            log = (folder / model.run_name / f"{model.run_name}.log").read_text()
-            per_epoch = epoch_seconds(log, args.epochs)
-            refit = refit_seconds(log)
-            timing[model.name] = {"seconds_per_epoch": per_epoch, "wall_s": run.wall_s, "refit_s": refit,
-                                  "seconds_per_epoch_without_refit": per_epoch - refit / args.epochs,
-                                  "structures_per_s": (len(structures) - int(0.05 * len(structures))) / per_epoch}
-        ratio = timing[qeq.name]["structures_per_s"] / timing["MACE"]["structures_per_s"]
-        steady = timing["MACE"]["seconds_per_epoch"] / timing[qeq.name]["seconds_per_epoch_without_refit"]
+        trained = len(structures) - int(0.05 * len(structures))
+        pairs = []
+        for repeat in range(args.repeats):
+            # both trained now, side by side: a model kept from an earlier run would pair timings of two
+            # different moments of a shared machine; the order alternates so that neither always goes first
+            order = (pm.MODELS["MACE"], qeq) if repeat % 2 == 0 else (qeq, pm.MODELS["MACE"])
+            timing = {model.name: timed_training(model, train_file, folder, args.epochs, args.device, extra,
+                                                 trained) for model in order}
+            timing["ratio"] = timing[qeq.name]["structures_per_s"] / timing["MACE"]["structures_per_s"]
+            timing["ratio_without_refit"] = (timing["MACE"]["seconds_per_epoch"]
+                                             / timing[qeq.name]["seconds_per_epoch_without_refit"])
+            pairs.append(timing)
+            print(f"{label:38s} pair {repeat + 1}: MACE {timing['MACE']['seconds_per_epoch']:7.2f} s/epoch, "
+                  f"{qeq.name} {timing[qeq.name]['seconds_per_epoch']:7.2f} s/epoch: MACEQEq/MACE throughput "
+                  f"{timing['ratio']:.2f} ({timing['ratio_without_refit']:.2f} without the one refit, "
+                  f"{timing[qeq.name]['refit_s']:.2f} s)", flush=True)
+        summary = {key: median_and_range([pair[key] for pair in pairs]) for key in ("ratio", "ratio_without_refit")}
+        for name in ("MACE", qeq.name):
+            for key in ("seconds_per_epoch", "wall_s", "refit_s"):
+                summary[f"{name} {key}"] = median_and_range([pair[name][key] for pair in pairs])
         rows.append({"case": label, "atoms_per_structure": atoms, "batch_size": batch, "qeq_model": qeq.name,
-                     "timing": timing, "throughput_ratio": ratio, "throughput_ratio_without_refit": steady})
-        print(f"{label:38s} MACE {timing['MACE']['seconds_per_epoch']:7.2f} s/epoch, {qeq.name} "
-              f"{timing[qeq.name]['seconds_per_epoch']:7.2f} s/epoch: MACEQEq/MACE throughput {ratio:.2f} "
-              f"({steady:.2f} without the one refit, {timing[qeq.name]['refit_s']:.2f} s)", flush=True)
+                     "pairs": pairs, "median": summary, "throughput_ratio": summary["ratio"]["median"],
+                     "throughput_ratio_without_refit": summary["ratio_without_refit"]["median"]})
     result = {"hardware": pm.hardware(args.device), "device": args.device, "epochs": args.epochs,
-              "structures": args.structures, "periodic_structures": args.periodic_structures, "rows": rows,
-              "command": f"python benchmarks/training_throughput.py --device {args.device}",
+              "structures": args.structures, "periodic_structures": args.periodic_structures,
+              "repeats": args.repeats, "rows": rows,
+              "command": " ".join(["python benchmarks/training_throughput.py", *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d")}
     stem = "training_throughput" + ("" if args.device == "cpu" else f"_{args.device}")
     pm.write_json(args.output / f"{stem}.json", result)
@@ -141,17 +176,20 @@ def main():
              f"Hardware: {result['hardware']}. {args.structures} training clusters or {args.periodic_structures} "
              f"periodic cells, {args.epochs} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, float64; "
              "throughput from mace's log timestamps, start to end of training (setup, element fit, offset refit "
-             f"after training and compile excluded, see wall; both models trained anew). Command: `{result['command']}`", "",
+             f"after training and compile excluded, see wall). Both models trained anew in {args.repeats} pairs "
+             "per case, the order alternating; every figure is the median over the pairs, the ratio the median "
+             f"of the pairs' ratios [smallest–largest pair]. Command: `{result['command']}`", "",
              "| data | atoms | batch | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset refit as "
              "Stage Two starts (s, once) | throughput without it | wall MACE / MACEQEq (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
-        t = row["timing"]
-        q = t[row["qeq_model"]]
+        m, q = row["median"], row["qeq_model"]
         lines.append(f"| {row['case']} | {row['atoms_per_structure']:.0f} | {row['batch_size']} | "
-                     f"{t['MACE']['seconds_per_epoch']:.2f} | {q['seconds_per_epoch']:.2f} | "
-                     f"**{row['throughput_ratio']:.2f}** | {q['refit_s']:.2f} | {row['throughput_ratio_without_refit']:.2f} | "
-                     f"{t['MACE']['wall_s']:.0f} / {q['wall_s']:.0f} |")
+                     f"{m['MACE seconds_per_epoch']['median']:.2f} | {m[f'{q} seconds_per_epoch']['median']:.2f} | "
+                     f"**{m['ratio']['median']:.2f}** [{m['ratio']['min']:.2f}–{m['ratio']['max']:.2f}] | "
+                     f"{m[f'{q} refit_s']['median']:.2f} | {m['ratio_without_refit']['median']:.2f} "
+                     f"[{m['ratio_without_refit']['min']:.2f}–{m['ratio_without_refit']['max']:.2f}] | "
+                     f"{m['MACE wall_s']['median']:.0f} / {m[f'{q} wall_s']['median']:.0f} |")
     (args.output / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -151,6 +151,8 @@ def apply_coulomb(operator: CoulombOperator, charges: Tensor) -> Tensor:
         potential = potential + (operator.cos_kr * (w * cos_sum)[batch]).sum(dim=1)
         potential = potential + (operator.sin_kr * (w * sin_sum)[batch]).sum(dim=1)
 
+    if not bool(structures.periodic.any()):  # the background term is that of charged periodic cells only
+        return potential
     total = sum_per_structure(charges, structures)
     width_moment = sum_per_structure(operator.sigma_squared * charges, structures)
     potential = potential + operator.background[batch] * (
@@ -185,6 +187,8 @@ def coulomb_matrix(operator: CoulombOperator) -> Tensor:
         matrix = matrix + torch.bmm(cos_kr * w, cos_kr.transpose(1, 2))
         matrix = matrix + torch.bmm(sin_kr * w, sin_kr.transpose(1, 2))
 
+    if not bool(structures.periodic.any()):  # the background term is that of charged periodic cells only
+        return matrix
     occupied = to_padded(torch.ones_like(operator.sigma_squared), structures)
     half_width = occupied * (0.5 * operator.smearing_squared[:, None] - to_padded(operator.sigma_squared, structures))
     pair_mask = occupied[:, :, None] * occupied[:, None, :]

@@ -45,10 +45,13 @@ def reciprocal_lattice(structures: Structures, smearing: Tensor, kspace_cutoff: 
     cell = structures.cell
     device = cell.device
     dtype = cell.dtype
+    k_cut = torch.where(structures.periodic, kspace_cutoff, torch.zeros_like(kspace_cutoff)).detach()
+    if not bool((k_cut > 0.0).any()):  # isolated structures only (or no k-space asked for): no k-vectors
+        return ReciprocalLattice(torch.zeros(structures.num_structures, 0, 3, dtype=dtype, device=device),
+                                 torch.zeros(structures.num_structures, 0, dtype=dtype, device=device))
     reciprocal = 2.0 * math.pi * torch.linalg.inv(
         torch.where(structures.periodic[:, None, None], cell, torch.eye(3, dtype=dtype, device=device))
     ).transpose(1, 2)  # rows b_d with a_c · b_d = 2π δ_cd
-    k_cut = torch.where(structures.periodic, kspace_cutoff, torch.zeros_like(kspace_cutoff)).detach()
     # |n_d| = |k · a_d| / 2π ≤ k_c |a_d| / 2π bounds the grid in each direction.
     n_max = torch.ceil(k_cut[:, None] * torch.linalg.norm(cell.detach(), dim=2) / (2.0 * math.pi))
     n_top = int(n_max.max()) if structures.num_structures > 0 else 0

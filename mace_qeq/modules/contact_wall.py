@@ -69,9 +69,11 @@ class ClosestContactWall(torch.nn.Module):
             pairs = torch.minimum(pairs, pairs.transpose(0, 1))
             self.closest_contact.copy_(pairs)
             closest = pairs.flatten()
-        onset = self.onset_fraction * closest[slot].to(r.dtype)
+        onset = self.onset_fraction * closest[slot].to(r.dtype)  # inf for pairs never seen
+        energy = torch.zeros(node_attrs.size(0), dtype=r.dtype, device=r.device)
+        if not bool((r < onset).any()):  # no pair inside the wall (every training batch): exactly zero
+            return energy
         seen = torch.isfinite(onset)
         depth = torch.clamp(torch.where(seen, onset, torch.zeros_like(onset)) - r, min=0.0)
         pair = 0.5 * self.stiffness * depth ** 3  # each directed edge carries half the pair
-        energy = torch.zeros(node_attrs.size(0), dtype=r.dtype, device=r.device)
         return energy.index_add(0, edge_index[1], pair)

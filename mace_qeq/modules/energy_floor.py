@@ -60,5 +60,9 @@ class PerAtomEnergyFloor(torch.nn.Module):
         floor = (minimum[slot] - self.margin).to(energy.dtype)
         known = torch.isfinite(floor)
         safe_floor = torch.where(known, floor, torch.zeros_like(floor))
-        bounded = safe_floor + self.width * torch.nn.functional.softplus((energy - safe_floor) / self.width)
+        excess = (energy - safe_floor) / self.width
+        # softplus(x) = x in value and slope for x > 20 (its threshold): nothing to bend where every atom is there
+        if not bool((known & (excess <= 20.0)).any()):
+            return energy
+        bounded = safe_floor + self.width * torch.nn.functional.softplus(excess)
         return torch.where(known, bounded, energy)

@@ -64,11 +64,13 @@ class UniversalRepulsion(ZBLBasis):
         node_z = atomic_numbers[torch.argmax(node_attrs, dim=1)].unsqueeze(-1).to(torch.int64)
         z_u = node_z[sender]
         z_v = node_z[receiver]
+        contact = self.contact_fraction * (self.covalent_radii[z_u] + self.covalent_radii[z_v])
+        if not bool((x < contact).any()):  # no pair inside its contact distance: exactly zero, and no graph
+            return torch.zeros(node_attrs.size(0), dtype=x.dtype, device=x.device)
         a = self.a_prefactor * 0.52917721 / (torch.pow(z_u, self.a_exp) + torch.pow(z_v, self.a_exp))
         r_over_a = x / a
         phi = (self.c[0] * torch.exp(-3.2 * r_over_a) + self.c[1] * torch.exp(-0.9423 * r_over_a)
                + self.c[2] * torch.exp(-0.4028 * r_over_a) + self.c[3] * torch.exp(-0.2016 * r_over_a))
-        contact = self.contact_fraction * (self.covalent_radii[z_u] + self.covalent_radii[z_v])
         envelope = PolynomialCutoff.calculate_envelope(x, contact, self.p)
         pair = 0.5 * coulomb_constant() * z_u * z_v / x * phi * envelope  # each directed edge carries half the pair
         return scatter_sum(pair, receiver, dim=0, dim_size=node_attrs.size(0)).squeeze(-1)

@@ -74,6 +74,23 @@ def test_update_keeps_each_row_s_hardware(tmp_path):
     assert peers.hardware_line(dict(earlier, hardware_by_model={})) == "Hardware: CPU (2 threads)."
 
 
+def test_update_names_the_figure_of_each_row(tmp_path):
+    """Rows of a table written before each row named its figure are in the table's figure; rows an update
+    reruns get their own, and the table lists both only where they differ."""
+    import peers
+
+    earlier = {"train_structures": 4, "test_structures": 2, "epochs": 1, "hardware": "CPU",
+               "runs": {"MACE": {}, "PolarMACE": {}}, "errors": {"MACE": {}}, "commands": {}}
+    (tmp_path / "peers_x.json").write_text(json.dumps(earlier))
+    merged = peers.keep_earlier_rows(dict(earlier, runs={"MACEQEq": {}}, errors={"MACEQEq": {}}),
+                                     tmp_path / "peers_x.json")
+    assert merged["parity_figures"] == {"MACE": "peers_x_parity.png"}  # PolarMACE failed: in no figure
+    assert peers.parity_line(merged) == ""
+    merged["parity_figures"]["MACEQEq"] = "peers_x_parity_MACEQEq.png"
+    assert peers.parity_line(merged).startswith(
+        " Parity plots: MACE: `peers_x_parity.png`; MACEQEq: `peers_x_parity_MACEQEq.png` (")
+
+
 def rock_salt_cube(n: int, spacing: float = 2.8, rattle: float = 0.0, seed: int = 0):
     """An n×n×n rock-salt cluster of Na and Cl with charges ±0.8 e, optionally rattled."""
     from ase import Atoms
@@ -140,6 +157,11 @@ def test_peer_benchmark_on_user_files(tmp_path):
     assert updated["commands"]["MACEQEq"].endswith("--models MACEQEq --update")
     assert "--models MACE MACE+embedding MACEQEq" in updated["commands"]["MACE"]
     assert "Rows from separate runs" in (tmp_path / "results" / "peers_ag3.md").read_text()
+    # the table's figure still shows the first run of MACEQEq: the rerun row is drawn apart and the table says where
+    assert updated["parity_figures"] == {"MACE": "peers_ag3_parity.png", "MACE+embedding": "peers_ag3_parity.png",
+                                         "MACEQEq": "peers_ag3_parity_MACEQEq.png"}
+    assert (tmp_path / "results" / "peers_ag3_parity_MACEQEq.png").stat().st_size > 1000
+    assert "MACEQEq: `peers_ag3_parity_MACEQEq.png`" in (tmp_path / "results" / "peers_ag3.md").read_text()
     # ... and with --tag into the tagged table, not the main one
     run_peers(tmp_path, "--models", "MACE+embedding", "--tag", "again", "--update")
     again = json.loads((tmp_path / "results" / "peers_ag3_again.json").read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from training_throughput import epoch_seconds, refit_seconds  # noqa: E402
+from training_throughput import epoch_seconds, median_and_range, refit_seconds  # noqa: E402
 
 LOG = """2026-11-30 08:19:58.347 INFO: Started training, reporting errors on validation set
 2026-11-30 08:19:59.052 INFO: Initial: head: Default, loss=81.2, RMSE_E_per_atom=   29.57 meV
@@ -37,3 +37,8 @@ def test_the_offset_refit_inside_training_is_timed_from_the_line_before_it():
     # the refit after "Training complete" is outside the timed window and not counted
     assert refit_seconds(log) == pytest.approx(0.479)
     assert refit_seconds(LOG) == 0.0
+
+
+def test_a_case_quotes_the_median_pair_and_the_spread():
+    # one slow pair (a noisy neighbour during one training) moves the range, not the figure quoted
+    assert median_and_range([0.97, 0.62, 1.01]) == {"median": 0.97, "min": 0.62, "max": 1.01}

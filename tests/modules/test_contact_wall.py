@@ -17,10 +17,13 @@ SODIUM, CHLORINE = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
 
 
 def pair_energy(wall, attrs, r, training=False):
-    """Wall energy of one pair at distance r (both directed edges, as MACE's graph has them)."""
+    """Wall energy of one pair at distance r (both directed edges, as MACE's graph has them) and its derivative
+    (outside the wall the energy is a constant zero, with no graph)."""
     lengths = torch.tensor([[r], [r]], requires_grad=True)
     edges = torch.tensor([[0, 1], [1, 0]])
     energy = wall(lengths, attrs, edges, training).sum()
+    if not energy.requires_grad:
+        return float(energy), 0.0
     (gradient,) = torch.autograd.grad(energy, lengths)
     return float(energy), float(gradient.sum())
 
