@@ -97,9 +97,9 @@ def median_and_range(values) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def timed_training(model, train_file, folder, epochs, device, extra, structures: int) -> dict:
+def timed_training(model, train_file, folder, epochs, device, extra, trained_structures: int) -> dict:
     """Train ``model`` anew and read its time per epoch (with and without the offset refit inside
-    training) and its throughput from mace's log."""
+    training) and its throughput (``trained_structures`` per epoch) from mace's log."""
     run = pm.train(model, train_file, folder / model.run_name, epochs, device, extra, reuse=False)
     if run.status != "ok":
         raise RuntimeError(f"{folder.name} {model.name}: {run.status}")
@@ -108,7 +108,7 @@ def timed_training(model, train_file, folder, epochs, device, extra, structures:
     refit = refit_seconds(log)
     return {"seconds_per_epoch": per_epoch, "wall_s": run.wall_s, "refit_s": refit,
             "seconds_per_epoch_without_refit": per_epoch - refit / epochs,
-            "structures_per_s": structures / per_epoch}
+            "structures_per_s": trained_structures / per_epoch}
 
 
 def main():
@@ -163,8 +163,7 @@ def main():
             for key in ("seconds_per_epoch", "wall_s", "refit_s"):
                 summary[f"{name} {key}"] = median_and_range([pair[name][key] for pair in pairs])
         rows.append({"case": label, "atoms_per_structure": atoms, "batch_size": batch, "qeq_model": qeq.name,
-                     "pairs": pairs, "median": summary, "throughput_ratio": summary["ratio"]["median"],
-                     "throughput_ratio_without_refit": summary["ratio_without_refit"]["median"]})
+                     "pairs": pairs, "summary": summary})
     result = {"hardware": pm.hardware(args.device), "device": args.device, "epochs": args.epochs,
               "structures": args.structures, "periodic_structures": args.periodic_structures,
               "repeats": args.repeats, "rows": rows,
@@ -183,7 +182,7 @@ def main():
              "Stage Two starts (s, once) | throughput without it | wall MACE / MACEQEq (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
-        m, q = row["median"], row["qeq_model"]
+        m, q = row["summary"], row["qeq_model"]
         lines.append(f"| {row['case']} | {row['atoms_per_structure']:.0f} | {row['batch_size']} | "
                      f"{m['MACE seconds_per_epoch']['median']:.2f} | {m[f'{q} seconds_per_epoch']['median']:.2f} | "
                      f"**{m['ratio']['median']:.2f}** [{m['ratio']['min']:.2f}–{m['ratio']['max']:.2f}] | "
