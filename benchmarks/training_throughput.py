@@ -16,10 +16,12 @@ refit as Stage Two starts is). Both models are trained anew, in pairs, the
 pair's order alternating (MACE first, then MACEQEq first, ...): the ratio of a
 case is the median of its pairs' ratios (``--repeats``), so that one slow or
 lucky training on a shared machine does not set it; the spread of the pairs is
-printed beside it.
+printed beside it. ``--update`` reruns the ``--cases`` given and keeps the
+other rows of the committed table, each with the command that made it.
 """
 
 import argparse
+import json
 import re
 import statistics
 import sys
@@ -97,6 +99,13 @@ def median_and_range(values) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def merge_rows(kept: list, rerun: list) -> list:
+    """The rows of an earlier table whose case was not rerun, and the rerun rows, in the order of ``CASES``."""
+    rows = {row["case"]: row for row in kept}
+    rows.update({row["case"]: row for row in rerun})
+    return [rows[label] for label in CASES if label in rows]
+
+
 def timed_training(model, train_file, folder, epochs, device, extra, trained_structures: int) -> dict:
     """Train ``model`` anew and read its time per epoch (with and without the offset refit inside
     training) and its throughput (``trained_structures`` per epoch) from mace's log."""
@@ -120,12 +129,16 @@ def main():
                         help="pairs of trainings (MACE, MACEQEq) per case; the ratio is the median of the pairs'")
     parser.add_argument("--cases", nargs="+", choices=[source for source, _ in CASES.values()],
                         default=[source for source, _ in CASES.values()], help="the data sets to time (default: all)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of the committed table whose case is not in --cases")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "throughput")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    command = " ".join(["python benchmarks/training_throughput.py", *sys.argv[1:]])
+    stem = "training_throughput" + ("" if args.device == "cpu" else f"_{args.device}")
     rows = []
     for label, (source, batch) in CASES.items():
         if source not in args.cases:
@@ -163,27 +176,38 @@ def main():
             for key in ("seconds_per_epoch", "wall_s", "refit_s"):
                 summary[f"{name} {key}"] = median_and_range([pair[name][key] for pair in pairs])
         rows.append({"case": label, "atoms_per_structure": atoms, "batch_size": batch, "qeq_model": qeq.name,
-                     "pairs": pairs, "summary": summary})
-    result = {"hardware": pm.hardware(args.device), "device": args.device, "epochs": args.epochs,
-              "structures": args.structures, "periodic_structures": args.periodic_structures,
-              "repeats": args.repeats, "rows": rows,
-              "command": " ".join(["python benchmarks/training_throughput.py", *sys.argv[1:]]),
-              "date": time.strftime("%Y-%m-%d")}
-    stem = "training_throughput" + ("" if args.device == "cpu" else f"_{args.device}")
+                     "pairs": pairs, "summary": summary, "command": command, "date": time.strftime("%Y-%m-%d")})
+    hardware = pm.hardware(args.device)
+    previous = args.output / f"{stem}.json"
+    if args.update and previous.exists():
+        earlier = json.loads(previous.read_text())
+        if earlier["epochs"] != args.epochs or earlier["structures"] != args.structures or \
+                earlier["periodic_structures"] != args.periodic_structures or earlier["hardware"] != hardware:
+            parser.error(f"--update: {previous} was made with other settings or on other hardware; rerun every case")
+        # rows of tables from before rows carried their command carry the table's
+        kept = [{"command": earlier["command"], "date": earlier["date"], **row} for row in earlier["rows"]]
+        rows = merge_rows(kept, rows)
+    result = {"hardware": hardware, "device": args.device, "epochs": args.epochs,
+              "structures": args.structures, "periodic_structures": args.periodic_structures, "rows": rows,
+              "command": command, "date": time.strftime("%Y-%m-%d")}
     pm.write_json(args.output / f"{stem}.json", result)
+    commands = sorted({row["command"] for row in rows}, key=[row["command"] for row in rows].index)
     lines = [f"# Training throughput, MACEQEq / MACE ({args.device})", "",
-             f"Hardware: {result['hardware']}. {args.structures} training clusters or {args.periodic_structures} "
+             f"Hardware: {hardware}. {args.structures} training clusters or {args.periodic_structures} "
              f"periodic cells, {args.epochs} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, float64; "
              "throughput from mace's log timestamps, start to end of training (setup, element fit, offset refit "
-             f"after training and compile excluded, see wall). Both models trained anew in {args.repeats} pairs "
-             "per case, the order alternating; every figure is the median over the pairs, the ratio the median "
-             f"of the pairs' ratios [smallest–largest pair]. Command: `{result['command']}`", "",
-             "| data | atoms | batch | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset refit as "
-             "Stage Two starts (s, once) | throughput without it | wall MACE / MACEQEq (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "after training and compile excluded, see wall). Both models trained anew in pairs, the order "
+             "alternating; every figure is the median over a case's pairs, the ratio the median of the pairs' "
+             "ratios [smallest–largest pair]. "
+             + (f"Command: `{commands[0]}`" if len(commands) == 1 else "Rows from separate runs: " + "; ".join(
+                 f"`{c}` ({', '.join(row['case'] for row in rows if row['command'] == c)})" for c in commands)), "",
+             "| data | atoms | batch | pairs | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset "
+             "refit as Stage Two starts (s, once) | throughput without it | wall MACE / MACEQEq (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         m, q = row["summary"], row["qeq_model"]
         lines.append(f"| {row['case']} | {row['atoms_per_structure']:.0f} | {row['batch_size']} | "
+                     f"{len(row['pairs'])} | "
                      f"{m['MACE seconds_per_epoch']['median']:.2f} | {m[f'{q} seconds_per_epoch']['median']:.2f} | "
                      f"**{m['ratio']['median']:.2f}** [{m['ratio']['min']:.2f}–{m['ratio']['max']:.2f}] | "
                      f"{m[f'{q} refit_s']['median']:.2f} | {m['ratio_without_refit']['median']:.2f} "

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from training_throughput import epoch_seconds, median_and_range, refit_seconds  # noqa: E402
+from training_throughput import CASES, epoch_seconds, median_and_range, merge_rows, refit_seconds  # noqa: E402
 
 LOG = """2026-11-30 08:19:58.347 INFO: Started training, reporting errors on validation set
 2026-11-30 08:19:59.052 INFO: Initial: head: Default, loss=81.2, RMSE_E_per_atom=   29.57 meV
@@ -42,3 +42,13 @@ def test_the_offset_refit_inside_training_is_timed_from_the_line_before_it():
 def test_a_case_quotes_the_median_pair_and_the_spread():
     # one slow pair (a noisy neighbour during one training) moves the range, not the figure quoted
     assert median_and_range([0.97, 0.62, 1.01]) == {"median": 0.97, "min": 0.62, "max": 1.01}
+
+
+def test_an_update_keeps_the_cases_not_rerun_in_table_order():
+    kept = [{"case": label, "command": "old"} for label in CASES]
+    rerun = [{"case": list(CASES)[0], "command": "new"}]
+    rows = merge_rows(kept, rerun)
+    assert [row["case"] for row in rows] == list(CASES)
+    assert [row["command"] for row in rows] == ["new"] + ["old"] * (len(CASES) - 1)
+    # a case the earlier table lacked is added in its place
+    assert [row["case"] for row in merge_rows(kept[2:], rerun)] == [list(CASES)[0], *list(CASES)[2:]]
