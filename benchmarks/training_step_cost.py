@@ -9,8 +9,8 @@ MACE and MACEQEq models that benchmark trained are stepped in one process, in
 turn, on the same batches of each cluster case:
 
 * the whole training step (forward with forces, loss, backward), MACE with an
-  energy + force loss, MACEQEq with energy + force + charge + dipole, rounds
-  in rotating order, the median of the per-round ratios with its quartiles;
+  energy + force loss, MACEQEq with energy + force + charge + dipole, the
+  order alternating from round to round, the median of the per-round ratios with its quartiles;
 * the pieces MACEQEq adds, on the case's first batch: the forward of the χ/J
   readout, of the charge embedding and of ZBL, the contact wall and the
   energy floor (each also enters the forces' backward and the loss's), and

@@ -139,6 +139,16 @@ def main():
         parser.error("--repeats must be at least 1")
     command = " ".join(["python benchmarks/training_throughput.py", *sys.argv[1:]])
     stem = "training_throughput" + ("" if args.device == "cpu" else f"_{args.device}")
+    hardware = pm.hardware(args.device)
+    previous = args.output / f"{stem}.json"
+    kept = []
+    if args.update and previous.exists():  # checked before any training: the kept rows must be comparable
+        earlier = json.loads(previous.read_text())
+        if earlier["epochs"] != args.epochs or earlier["structures"] != args.structures or \
+                earlier["periodic_structures"] != args.periodic_structures or earlier["hardware"] != hardware:
+            parser.error(f"--update: {previous} was made with other settings or on other hardware; rerun every case")
+        # rows of tables from before rows carried their command carry the table's
+        kept = [{"command": earlier["command"], "date": earlier["date"], **row} for row in earlier["rows"]]
     rows = []
     for label, (source, batch) in CASES.items():
         if source not in args.cases:
@@ -177,21 +187,13 @@ def main():
                 summary[f"{name} {key}"] = median_and_range([pair[name][key] for pair in pairs])
         rows.append({"case": label, "atoms_per_structure": atoms, "batch_size": batch, "qeq_model": qeq.name,
                      "pairs": pairs, "summary": summary, "command": command, "date": time.strftime("%Y-%m-%d")})
-    hardware = pm.hardware(args.device)
-    previous = args.output / f"{stem}.json"
-    if args.update and previous.exists():
-        earlier = json.loads(previous.read_text())
-        if earlier["epochs"] != args.epochs or earlier["structures"] != args.structures or \
-                earlier["periodic_structures"] != args.periodic_structures or earlier["hardware"] != hardware:
-            parser.error(f"--update: {previous} was made with other settings or on other hardware; rerun every case")
-        # rows of tables from before rows carried their command carry the table's
-        kept = [{"command": earlier["command"], "date": earlier["date"], **row} for row in earlier["rows"]]
+    if kept:
         rows = merge_rows(kept, rows)
     result = {"hardware": hardware, "device": args.device, "epochs": args.epochs,
               "structures": args.structures, "periodic_structures": args.periodic_structures, "rows": rows,
               "command": command, "date": time.strftime("%Y-%m-%d")}
     pm.write_json(args.output / f"{stem}.json", result)
-    commands = sorted({row["command"] for row in rows}, key=[row["command"] for row in rows].index)
+    commands = list(dict.fromkeys(row["command"] for row in rows))
     lines = [f"# Training throughput, MACEQEq / MACE ({args.device})", "",
              f"Hardware: {hardware}. {args.structures} training clusters or {args.periodic_structures} "
              f"periodic cells, {args.epochs} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, float64; "
