@@ -528,6 +528,14 @@ def hardware(device: str, jobs: int = 1) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {threads} torch threads)"
 
 
+def rows_by_value(per_row: Dict[str, str], quote: str = "") -> str:
+    """"A, B: x; C: y": the rows (models, cases) that share each value, in the order of the rows."""
+    by_value: Dict[str, list] = {}
+    for row, value in per_row.items():
+        by_value.setdefault(value, []).append(row)
+    return "; ".join(f"{', '.join(rows)}: {quote}{value}{quote}" for value, rows in by_value.items())
+
+
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str))

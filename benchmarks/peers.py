@@ -59,7 +59,6 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Dict
 
 import ase.io
 import numpy as np
@@ -280,20 +279,12 @@ def write_learning_curve(name, result, args):
     print("\n".join(lines), flush=True)
 
 
-def rows_by_value(per_model: Dict[str, str], quote: str = "") -> str:
-    """"A, B: x; C: y": the models that share each value, in the order of the rows."""
-    by_value: Dict[str, list] = {}
-    for model, value in per_model.items():
-        by_value.setdefault(value, []).append(model)
-    return "; ".join(f"{', '.join(models)}: {quote}{value}{quote}" for value, models in by_value.items())
-
-
 def commands_line(result, args) -> str:
     """The command of the table, or of each row where rows came from different runs (``--update``)."""
     commands = result.get("commands", {})
     if len(set(commands.values())) <= 1:
         return f"Command: `{args.command}`"
-    return f"Rows from separate runs of the same protocol and data: {rows_by_value(commands, '`')}."
+    return f"Rows from separate runs of the same protocol and data: {pm.rows_by_value(commands, '`')}."
 
 
 def parity_line(result) -> str:
@@ -301,7 +292,7 @@ def parity_line(result) -> str:
     figures = result.get("parity_figures", {})
     if len(set(figures.values())) <= 1:
         return ""
-    return (f" Parity plots: {rows_by_value(figures, '`')} (a row rerun by an update has a figure of its own; "
+    return (f" Parity plots: {pm.rows_by_value(figures, '`')} (a row rerun by an update has a figure of its own; "
             "the table's figure may still show the earlier run of it).")
 
 
@@ -310,7 +301,7 @@ def hardware_line(result) -> str:
     hardware = result.get("hardware_by_model", {})
     if len(set(hardware.values())) <= 1:
         return f"Hardware: {result['hardware']}."
-    return f"Hardware: {rows_by_value(hardware)}."
+    return f"Hardware: {pm.rows_by_value(hardware)}."
 
 
 def write(name, result, predictions, args):

@@ -120,6 +120,33 @@ def timed_training(model, train_file, folder, epochs, device, extra, trained_str
             "structures_per_s": trained_structures / per_epoch}
 
 
+def markdown(result: dict) -> str:
+    """The table of a throughput result (its JSON), one row per case."""
+    commands = {row["case"]: row["command"] for row in result["rows"]}
+    lines = [f"# Training throughput, MACEQEq / MACE ({result['device']})", "",
+             f"Hardware: {result['hardware']}. {result['structures']} training clusters or "
+             f"{result['periodic_structures']} periodic cells, {result['epochs']} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, float64; "
+             "throughput from mace's log timestamps, start to end of training (setup, element fit, offset refit "
+             "after training and compile excluded, see wall). Both models trained anew in pairs, the order "
+             "alternating; every figure is the median over a case's pairs, the ratio the median of the pairs' "
+             "ratios [smallest–largest pair]. "
+             + (f"Command: `{next(iter(commands.values()))}`" if len(set(commands.values())) == 1 else
+                f"Rows from separate runs: {pm.rows_by_value(commands, '`')}"), "",
+             "| data | atoms | batch | pairs | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset "
+             "refit as Stage Two starts (s, once) | throughput without it | wall MACE / MACEQEq (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for row in result["rows"]:
+        m, q = row["summary"], row["qeq_model"]
+        lines.append(f"| {row['case']} | {row['atoms_per_structure']:.0f} | {row['batch_size']} | "
+                     f"{len(row['pairs'])} | "
+                     f"{m['MACE seconds_per_epoch']['median']:.2f} | {m[f'{q} seconds_per_epoch']['median']:.2f} | "
+                     f"**{m['ratio']['median']:.2f}** [{m['ratio']['min']:.2f}–{m['ratio']['max']:.2f}] | "
+                     f"{m[f'{q} refit_s']['median']:.2f} | {m['ratio_without_refit']['median']:.2f} "
+                     f"[{m['ratio_without_refit']['min']:.2f}–{m['ratio_without_refit']['max']:.2f}] | "
+                     f"{m['MACE wall_s']['median']:.0f} / {m[f'{q} wall_s']['median']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--structures", type=int, default=256, help="training structures per cluster case")
@@ -193,30 +220,9 @@ def main():
               "structures": args.structures, "periodic_structures": args.periodic_structures, "rows": rows,
               "command": command, "date": time.strftime("%Y-%m-%d")}
     pm.write_json(args.output / f"{stem}.json", result)
-    commands = list(dict.fromkeys(row["command"] for row in rows))
-    lines = [f"# Training throughput, MACEQEq / MACE ({args.device})", "",
-             f"Hardware: {hardware}. {args.structures} training clusters or {args.periodic_structures} "
-             f"periodic cells, {args.epochs} epochs, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, float64; "
-             "throughput from mace's log timestamps, start to end of training (setup, element fit, offset refit "
-             "after training and compile excluded, see wall). Both models trained anew in pairs, the order "
-             "alternating; every figure is the median over a case's pairs, the ratio the median of the pairs' "
-             "ratios [smallest–largest pair]. "
-             + (f"Command: `{commands[0]}`" if len(commands) == 1 else "Rows from separate runs: " + "; ".join(
-                 f"`{c}` ({', '.join(row['case'] for row in rows if row['command'] == c)})" for c in commands)), "",
-             "| data | atoms | batch | pairs | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset "
-             "refit as Stage Two starts (s, once) | throughput without it | wall MACE / MACEQEq (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for row in rows:
-        m, q = row["summary"], row["qeq_model"]
-        lines.append(f"| {row['case']} | {row['atoms_per_structure']:.0f} | {row['batch_size']} | "
-                     f"{len(row['pairs'])} | "
-                     f"{m['MACE seconds_per_epoch']['median']:.2f} | {m[f'{q} seconds_per_epoch']['median']:.2f} | "
-                     f"**{m['ratio']['median']:.2f}** [{m['ratio']['min']:.2f}–{m['ratio']['max']:.2f}] | "
-                     f"{m[f'{q} refit_s']['median']:.2f} | {m['ratio_without_refit']['median']:.2f} "
-                     f"[{m['ratio_without_refit']['min']:.2f}–{m['ratio_without_refit']['max']:.2f}] | "
-                     f"{m['MACE wall_s']['median']:.0f} / {m[f'{q} wall_s']['median']:.0f} |")
-    (args.output / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(result)
+    (args.output / f"{stem}.md").write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from training_throughput import CASES, epoch_seconds, median_and_range, merge_rows, refit_seconds  # noqa: E402
+from training_throughput import CASES, epoch_seconds, markdown, median_and_range, merge_rows, refit_seconds  # noqa: E402, E501
 
 LOG = """2026-11-30 08:19:58.347 INFO: Started training, reporting errors on validation set
 2026-11-30 08:19:59.052 INFO: Initial: head: Default, loss=81.2, RMSE_E_per_atom=   29.57 meV
@@ -52,3 +52,14 @@ def test_an_update_keeps_the_cases_not_rerun_in_table_order():
     assert [row["command"] for row in rows] == ["new"] + ["old"] * (len(CASES) - 1)
     # a case the earlier table lacked is added in its place
     assert [row["case"] for row in merge_rows(kept[2:], rerun)] == [list(CASES)[0], *list(CASES)[2:]]
+
+
+def test_the_table_names_the_command_of_each_row():
+    import json
+
+    result = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+                         / "training_throughput.json").read_text())
+    text = markdown(result)
+    assert text.count("\n| ") == 1 + len(result["rows"])  # the header and one row per case
+    for row in result["rows"]:
+        assert row["case"] in text and f"`{row['command']}`" in text
