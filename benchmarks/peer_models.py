@@ -318,6 +318,18 @@ def available(model: Model) -> bool:
     return importlib.util.find_spec(model.needs) is not None
 
 
+def command_line(model: Model, train_file: Path, folder: Path, epochs: int, device: str,
+                 extra: Sequence[str] = ()) -> List[str]:
+    """The arguments of ``model``'s console script (``model.command[0]``) that train it on ``train_file`` in
+    ``folder`` with the shared backbone and budget (writes the LES settings MACELES reads there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    les = folder / "les.yaml"
+    les.write_text(LES_ARGUMENTS)
+    return [*[str(les) if a == "{les}" else a for a in model.command[1:]], *BACKBONE, "--name", model.run_name,
+            "--work_dir", str(folder), "--train_file", str(train_file), "--max_num_epochs", str(epochs),
+            "--device", device, *extra]
+
+
 def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str, extra: Sequence[str] = (),
           memory_gb: float = 16.0, timeout: float = 6 * 3600, reuse: bool = True,
           threads: Optional[int] = None) -> Run:
@@ -330,14 +342,9 @@ def train(model: Model, train_file: Path, folder: Path, epochs: int, device: str
     """
     from mace_qeq.training import trained_model_path
 
-    folder.mkdir(parents=True, exist_ok=True)
-    les = folder / "les.yaml"
-    les.write_text(LES_ARGUMENTS)
     name = model.run_name
-    script = str(Path(sys.executable).parent / model.command[0])
-    command = [script, *[str(les) if a == "{les}" else a for a in model.command[1:]], *BACKBONE, "--name", name,
-               "--work_dir", str(folder), "--train_file", str(train_file), "--max_num_epochs", str(epochs),
-               "--device", device, *extra]
+    command = [str(Path(sys.executable).parent / model.command[0]),
+               *command_line(model, train_file, folder, epochs, device, extra)]
     stamp = {"command": command, "train_sha256": hashlib.sha256(Path(train_file).read_bytes()).hexdigest(),
              "code": code_version(model)}
     record = folder / "run.json"

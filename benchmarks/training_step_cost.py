@@ -1,64 +1,152 @@
-"""Where a MACEQEq training step spends the time that plain MACE's does not, measured in one process.
+"""MACEQEq's training epoch against plain MACE's: both stock training loops run in lockstep in one process.
 
-    python benchmarks/training_throughput.py        # trains the models this reads (benchmarks/work/throughput)
-    python benchmarks/training_step_cost.py         # ~5 min on 2 CPU cores
+    python benchmarks/training_step_cost.py                        # ~7 min on 2 CPU cores
+    python benchmarks/training_step_cost.py --cases ag3_same_geometry
 
-The per-epoch ratios of ``training_throughput.py`` compare two processes, and on
-a shared machine two processes run at different speeds (±15 % a pair). Here the
-MACE and MACEQEq models that benchmark trained are stepped in one process, in
-turn, on the same batches of each cluster case:
+Why one process: the per-epoch ratios of ``training_throughput.py`` compare
+two processes, and on a shared machine two processes run at different speeds
+(single pairs of Ag3± trainings there spread from 0.73 to 0.95), so one pair's
+ratio is mostly the draw of its two processes. Here each stock command
+line (``mace_run_train --model MACE``; ``mace_qeq_run_train`` with charge and
+dipole labels; the peer benchmark's backbone and budget, mace's defaults
+otherwise, so validation every epoch) runs in this process up to mace's
+training loop: data, E0s, model, element fit, loss, optimizer, scheduler and
+Stage Two are built exactly as the command builds them. Then the two loops
+advance together, on the training structures of ``training_throughput.py``:
 
-* the whole training step (forward with forces, loss, backward), MACE with an
-  energy + force loss, MACEQEq with energy + force + charge + dipole, the
-  order alternating from round to round, the median of the per-round ratios with its quartiles;
-* the pieces MACEQEq adds, on the case's first batch: the forward of the χ/J
-  readout, of the charge embedding and of ZBL, the contact wall and the
-  energy floor (each also enters the forces' backward and the loss's), and
-  the electrostatic block whole: the QEq solve, its forces and the backward
-  of both, from χ and J to the positions.
+* each training step is mace's own ``take_step`` (forward with forces, loss,
+  backward, gradient clipping, optimizer step) with the loading of its batch,
+  of MACE and of MACEQEq in turn, the order alternating from step to step;
+* each epoch ends with mace's ``evaluate`` on each model's validation set;
+* Stage Two (on for MACEQEq by default) starts as mace's loop starts it; its
+  one-off refit of the energy offsets is timed apart from the epochs.
+
+A slow or fast moment of the machine falls on both loops alike. Reported per
+case: seconds per epoch of each (steps and validation), the MACEQEq/MACE
+throughput of each epoch (median over the epochs [smallest–largest]), the
+one-off refit, and the pieces MACEQEq adds, timed on its first training batch:
+the forward of the χ/J readout, of the charge embedding, of ZBL, the contact
+wall and the energy floor (each also enters the forces' backward and the
+loss's), and the electrostatic block whole (QEq solve, its forces and the
+backward of both, from χ and J to the positions).
 
 Writes results/training_step_cost.{json,md}.
 """
 
 import argparse
+import contextlib
+import importlib
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Dict
+from unittest import mock
 
+import ase.io
 import peer_models as pm
 import torch
 
 from training_throughput import CASES
 
 
-def batches_of(model, train_file: Path, batch_size: int, structures: int):
-    """The first ``structures`` of ``train_file`` as mace batches (dicts), with charge and dipole labels."""
-    import ase.io
-    from mace import data as mace_data
-    from mace.tools import torch_geometric
-    from mace.tools.multihead_tools import AtomicNumberTable
-
-    keys = mace_data.KeySpecification(
-        info_keys={"energy": "REF_energy", "total_charge": "total_charge", "dipole": "REF_dipole"},
-        arrays_keys={"forces": "REF_forces", "charges": "REF_charges"})
-    configs = mace_data.config_from_atoms_list(ase.io.read(train_file, f":{structures}"), key_specification=keys)
-    table = AtomicNumberTable([int(z) for z in model.atomic_numbers])
-    data = [mace_data.AtomicData.from_config(c, z_table=table, cutoff=float(model.r_max), heads=["Default"])
-            for c in configs]
-    loader = torch_geometric.dataloader.DataLoader(data, batch_size=batch_size, shuffle=False)
-    return [batch.to_dict() for batch in loader]
+class _AtTheLoop(Exception):
+    """Raised in place of mace's training loop once its arguments are captured."""
 
 
-def training_step(model, batch, charge_loss: bool) -> None:
-    """Forward with forces, a squared-error loss (with charges and dipoles for ``charge_loss``), backward."""
-    out = model(batch, training=True, compute_force=True)
-    loss = ((out["energy"] - batch["energy"]) ** 2).mean() + ((out["forces"] - batch["forces"]) ** 2).mean()
-    if charge_loss:
-        loss = loss + ((out["charges"] - batch["charges"]) ** 2).mean()
-        loss = loss + ((out["dipole"] - batch["dipole"].view(-1, 3)) ** 2).mean()
-    model.zero_grad()
-    loss.backward()
+@contextlib.contextmanager
+def stopped_at_the_training_loop():
+    """mace's training loop, the one behind mace-qeq's hook on ``mace.tools.train``, replaced by a capture
+    of its keyword arguments (yielded, filled when a command line reaches the loop)."""
+    from mace_qeq.training import hooks
+
+    hooks.register()
+    captured: dict = {}
+
+    def capture(*args, **kwargs):
+        captured.update(kwargs)
+        raise _AtTheLoop
+
+    with mock.patch.dict(hooks._original, {"train": capture}):
+        yield captured
+
+
+def training_setup(model: pm.Model, train_file: Path, folder: Path, epochs: int, extra=()) -> dict:
+    """The arguments mace's training loop gets from ``model``'s stock command line, run here up to the loop."""
+    argv = pm.command_line(model, train_file, folder, epochs, "cpu", ["--log_level", "WARNING", *extra])
+    with stopped_at_the_training_loop() as captured:
+        try:
+            if model.command[0] == "mace_qeq_run_train":
+                from mace_qeq.cli.run_train import main
+
+                main(argv)
+            else:
+                from mace import tools
+                from mace.cli.run_train import run
+
+                run(tools.build_default_arg_parser().parse_args(argv))
+        except _AtTheLoop:
+            pass
+    if not captured:
+        raise RuntimeError(f"{model.name}: the command line ended without reaching mace's training loop")
+    return dict(captured)
+
+
+def lockstep(setups: Dict[str, dict], epochs: int) -> Dict[str, dict]:
+    """Run mace's training loop of every setup (:func:`training_setup`) for ``epochs``, step by step in
+    turn (module docstring); per setup, the seconds of each epoch's steps (with Stage Two's averaging of
+    the weights) and validation, and of the first Stage Two update (with MACEQEq's offset refit: once a
+    training)."""
+    loop = importlib.import_module("mace.tools.train")  # the module: mace.tools re-exports a function "train"
+    names = list(setups)
+    loss_fn = {name: setup["loss_fn"] for name, setup in setups.items()}
+    valid_loss = {name: float("inf") for name in names}
+    times = {name: {"steps_s": [0.0] * epochs, "validation_s": [0.0] * epochs, "stage_two_start_s": 0.0}
+             for name in names}
+    for epoch in range(epochs):
+        for name, setup in setups.items():  # the top of mace's epoch: scheduler, or Stage Two's SWA update
+            swa, first = setup["swa"], setup["start_epoch"]
+            if swa is None or epoch < swa.start:
+                if epoch > first:
+                    setup["lr_scheduler"].step(metrics=valid_loss[name])
+                continue
+            loss_fn[name] = swa.loss_fn
+            start = time.perf_counter()
+            swa.model.update_parameters(setup["model"])  # MACEQEq: with the offset refit, the first time
+            elapsed = time.perf_counter() - start
+            if epoch == max(swa.start, first):
+                times[name]["stage_two_start_s"] = elapsed
+            else:
+                times[name]["steps_s"][epoch] += elapsed
+            if epoch > first:
+                swa.scheduler.step()
+        batches = {name: iter(setup["train_loader"]) for name, setup in setups.items()}
+        step = 0
+        while batches:
+            for name in (names if step % 2 == 0 else names[::-1]):
+                if name not in batches:
+                    continue
+                setup = setups[name]
+                start = time.perf_counter()
+                batch = next(batches[name], None)
+                if batch is None:
+                    del batches[name]
+                    continue
+                loop.take_step(model=setup["model"], loss_fn=loss_fn[name], batch=batch, optimizer=setup["optimizer"],
+                               ema=setup["ema"], output_args=setup["output_args"],
+                               max_grad_norm=setup["max_grad_norm"], device=setup["device"])
+                times[name]["steps_s"][epoch] += time.perf_counter() - start
+            step += 1
+        for name in (names if epoch % 2 == 0 else names[::-1]):
+            setup = setups[name]
+            if epoch % setup["eval_interval"] != 0:
+                continue
+            start = time.perf_counter()
+            for loader in setup["valid_loaders"].values():
+                valid_loss[name], _ = loop.evaluate(model=setup["model"], loss_fn=loss_fn[name], data_loader=loader,
+                                                    output_args=setup["output_args"], device=setup["device"])
+            times[name]["validation_s"][epoch] += time.perf_counter() - start
+    return times
 
 
 def milliseconds(call, repeats: int) -> float:
@@ -75,7 +163,7 @@ def milliseconds(call, repeats: int) -> float:
 
 
 def piece_costs(model, batch, repeats: int) -> dict:
-    """ms of each piece MACEQEq adds to a step, on ``batch`` (see the module docstring)."""
+    """ms of each piece MACEQEq adds to a step, on ``batch`` (a dict; see the module docstring)."""
     from mace.modules.utils import get_edge_vectors_and_lengths
 
     positions = batch["positions"].clone().requires_grad_(True)
@@ -117,73 +205,86 @@ def piece_costs(model, batch, repeats: int) -> dict:
     return {name: milliseconds(call, repeats) for name, call in pieces.items()}
 
 
+def summary(times: Dict[str, dict], baseline: str, model: str) -> dict:
+    """Per-epoch seconds of each model, the per-epoch throughput ratio ``model``/``baseline`` (median
+    [min, max] over the epochs), the one-off Stage Two start of ``model``, and the throughput of the
+    whole training, that start included (total time of ``baseline`` / total time of ``model``)."""
+    per_epoch = {name: [s + v for s, v in zip(t["steps_s"], t["validation_s"])] for name, t in times.items()}
+    ratios = [b / m for b, m in zip(per_epoch[baseline], per_epoch[model])]
+    start = times[model]["stage_two_start_s"]
+    return {"seconds_per_epoch": {name: statistics.median(values) for name, values in per_epoch.items()},
+            "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+            "stage_two_start_s": start,
+            "ratio_with_stage_two_start": sum(per_epoch[baseline]) / (sum(per_epoch[model]) + start)}
+
+
+def markdown(result: dict) -> str:
+    rows = result["rows"]
+    names = list(dict.fromkeys(name for row in rows for name in row["pieces_ms"]))
+    lines = ["# MACEQEq's training epoch against MACE's, both stock loops in lockstep in one process", "",
+             f"Hardware: {result['hardware']}. {result['structures']} training structures a case, "
+             f"{result['epochs']} epochs, validation every epoch, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
+             "float64; mace's take_step of each model in turn, the order alternating (see the script's "
+             "docstring). Seconds per epoch: steps and validation, median over the epochs; throughput: MACE's "
+             "time / MACEQEq's, median of the epochs [smallest–largest]; the refit as Stage Two starts is once "
+             "a training, not in the epochs, but in the throughput of the whole training beside it. Pieces on "
+             "the first training batch, ms a call (the forwards also enter the forces' backward and the loss's). "
+             f"Command: `{result['command']}`", "",
+             "| data | atoms a batch | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset refit as "
+             f"Stage Two starts (s, once) | throughput of the {result['epochs']} epochs with it | "
+             + " | ".join(names) + " |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
+    for row in rows:
+        ratio = row["ratio"]
+        cells = [pm.fmt(row["pieces_ms"].get(name), 2) for name in names]
+        lines.append(f"| {row['case']} | {row['atoms_per_batch']} | {row['seconds_per_epoch']['MACE']:.2f} | "
+                     f"{row['seconds_per_epoch']['MACEQEq']:.2f} | **{ratio['median']:.2f}** "
+                     f"[{ratio['min']:.2f}–{ratio['max']:.2f}] | {row['stage_two_start_s']:.2f} | "
+                     f"{row['ratio_with_stage_two_start']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", choices=[source for source, _ in CASES.values()],
                         default=["ag3_same_geometry", "carbon_chain", "na9cl8"], help="cluster cases to measure")
-    parser.add_argument("--batches", type=int, default=8, help="batches stepped per round")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--structures", type=int, default=256, help="training structures a case")
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=200, help="calls per timing of a piece")
-    parser.add_argument("--work-dir", type=Path, default=pm.WORK / "throughput")
+    parser.add_argument("--work-dir", type=Path, default=pm.WORK / "step_cost")
     parser.add_argument("--output", type=Path, default=pm.RESULTS)
     args = parser.parse_args()
-    torch.set_default_dtype(torch.float64)
-    import mace_qeq.modules  # noqa: F401  (MACEQEq for torch.load)
-
+    if "nacl_water" in args.cases:
+        parser.error("the periodic case is timed by training_throughput.py only")
     rows = []
     for label, (source, batch_size) in CASES.items():
         if source not in args.cases:
             continue
         folder = args.work_dir / source
-        paths = {name: folder / name / f"{name}.model" for name in ("MACE", "MACEQEq")}
-        missing = [str(path) for path in paths.values() if not path.exists()]
-        if missing:
-            sys.exit(f"no trained models for {source} ({', '.join(missing)}): run "
-                     f"python benchmarks/training_throughput.py --cases {source} first")
-        models = {name: torch.load(path, weights_only=False) for name, path in paths.items()}
-        batches = batches_of(models["MACEQEq"], folder / "train.xyz", batch_size, batch_size * args.batches)
-        steppers = {"MACE": lambda b: training_step(models["MACE"], b, False),
-                    "MACEQEq": lambda b: training_step(models["MACEQEq"], b, True)}
-        times = {name: [] for name in steppers}
-        for name, step in steppers.items():  # warm-up
-            step(batches[0])
-        for round_ in range(args.rounds):
-            for name in (list(steppers) if round_ % 2 == 0 else list(reversed(list(steppers)))):
-                start = time.perf_counter()
-                for batch in batches:
-                    steppers[name](batch)
-                times[name].append((time.perf_counter() - start) / len(batches) * 1e3)
-        ratios = sorted(q / m for q, m in zip(times["MACEQEq"], times["MACE"]))
-        pieces = piece_costs(models["MACEQEq"], batches[0], args.repeats)
-        row = {"case": label, "batch_size": batch_size,
-               "atoms_per_batch": int(batches[0]["positions"].shape[0]),
-               "mace_step_ms": statistics.median(times["MACE"]), "maceqeq_step_ms": statistics.median(times["MACEQEq"]),
-               "step_ratio": statistics.median(ratios), "step_ratio_quartiles": [ratios[len(ratios) // 4],
-                                                                                ratios[(3 * len(ratios)) // 4]],
-               "pieces_ms": pieces}
+        folder.mkdir(parents=True, exist_ok=True)
+        train_file = folder / "train.xyz"
+        ase.io.write(train_file, pm.subset(pm.load(source)[0], args.structures))
+        extra = ["--batch_size", str(batch_size)]
+        setups = {name: training_setup(pm.MODELS[name], train_file, folder / name, args.epochs, extra)
+                  for name in ("MACE", "MACEQEq")}
+        times = lockstep(setups, args.epochs)
+        model = setups["MACEQEq"]["model"]
+        first = next(iter(setups["MACEQEq"]["train_loader"])).to_dict()
+        row = {"case": label, "batch_size": batch_size, "atoms_per_batch": int(first["positions"].shape[0]),
+               **summary(times, "MACE", "MACEQEq"), "epochs": times,
+               "pieces_ms": piece_costs(model, first, args.repeats)}
         rows.append(row)
-        print(f"{label}: MACE {row['mace_step_ms']:.1f} ms, MACEQEq {row['maceqeq_step_ms']:.1f} ms a step, "
-              f"ratio {row['step_ratio']:.3f}; " + ", ".join(f"{k} {v:.2f} ms" for k, v in pieces.items()),
-              flush=True)
+        print(f"{label}: MACE {row['seconds_per_epoch']['MACE']:.2f} s/epoch, MACEQEq "
+              f"{row['seconds_per_epoch']['MACEQEq']:.2f} s/epoch, throughput {row['ratio']['median']:.3f} "
+              f"[{row['ratio']['min']:.3f}–{row['ratio']['max']:.3f}], refit {row['stage_two_start_s']:.2f} s; "
+              + ", ".join(f"{k} {v:.2f} ms" for k, v in row["pieces_ms"].items()), flush=True)
     command = " ".join(["python benchmarks/training_step_cost.py", *sys.argv[1:]])
-    result = {"hardware": pm.hardware("cpu"), "rounds": args.rounds, "batches": args.batches, "rows": rows,
+    result = {"hardware": pm.hardware("cpu"), "structures": args.structures, "epochs": args.epochs, "rows": rows,
               "command": command, "date": time.strftime("%Y-%m-%d")}
     pm.write_json(args.output / "training_step_cost.json", result)
-    names = list(dict.fromkeys(name for row in rows for name in row["pieces_ms"]))
-    lines = ["# Cost of a MACEQEq training step against MACE's, in one process", "",
-             f"Hardware: {result['hardware']}. The models of `training_throughput.py` (float64), {args.batches} "
-             f"batches a round, {args.rounds} rounds in alternating order; the step ratio is the median of the "
-             "rounds' ratios [quartiles]; pieces on the first batch, ms a call (the forwards also enter the "
-             f"forces' backward and the loss's). Command: `{command}`", "",
-             "| data | atoms a batch | MACE ms/step | MACEQEq ms/step | ratio | " + " | ".join(names) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(names)]
-    for row in rows:
-        cells = [pm.fmt(row["pieces_ms"].get(name), 2) for name in names]
-        lines.append(f"| {row['case']} | {row['atoms_per_batch']} | {row['mace_step_ms']:.1f} | "
-                     f"{row['maceqeq_step_ms']:.1f} | **{row['step_ratio']:.2f}** [{row['step_ratio_quartiles'][0]:.2f}"
-                     f"–{row['step_ratio_quartiles'][1]:.2f}] | " + " | ".join(cells) + " |")
-    (args.output / "training_step_cost.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(result)
+    (args.output / "training_step_cost.md").write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":
