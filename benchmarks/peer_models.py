@@ -129,6 +129,7 @@ VARIANTS = {
     "MACEQEq-energy-weight-1000": ["--energy_weight", "1000"],  # E:F = 10:1 before Stage Two, as in it
     "MACEQEq-ema": ["--ema", "--ema_decay", "0.99"],  # evaluated on the exponential moving average of the weights
     "MACEQEq-environment-hardness": ["--qeq_hardness", "environment"],
+    "MACEQEq-coulomb-energy": ["--qeq_energy", "coulomb"],  # 4G-HDNNP: only the Coulomb energy of q* is added
 }
 #: MACEQEq without charge labels with one default switched off: where its forces go (diagnostics).
 EF_ABLATIONS = {
@@ -164,7 +165,7 @@ class DataSet:
 
 SETS: Dict[str, DataSet] = {
     "ag3_same_geometry": DataSet("ag3_same_geometry", "Ag3⁺ and Ag3⁻ on the same geometries: only the total "
-                                 "charge tells them apart", train=500, epochs=30, structures=1400),
+                                 "charge tells them apart", train=500, epochs=30, structures=1800),
     "ag3_md": DataSet("ag3_md", "Ag3⁺ and Ag3⁻ from their own MD runs: the geometry shows the charge state",
                       train=800, epochs=30, structures=1200, geometry_shows_charge=True),
     "carbon_chain": DataSet("carbon_chain", "C10H2 / C10H3⁺ MD: a proton on one end moves charge to the other",
