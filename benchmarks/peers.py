@@ -12,7 +12,8 @@
     python benchmarks/peers.py --set nacl_rods --seeds 3 --models PolarMACE --jobs 3   # ... three at a time
 
 Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
-installed, PolarMACE, MACEQEq with and without charge labels) is trained by its
+installed, PolarMACE if ``graph-longrange`` is, MACEQEq with and without charge
+labels) is trained by its
 stock command line and its defaults (Stage Two for MACEQEq, none for mace's
 models) with the same backbone (32x0e+32x1o, 2 layers, r_max 5 Å), batch,
 learning rate, seed and number of epochs, on the same structures, and
@@ -21,7 +22,11 @@ evaluated by MACE's stock ``MACECalculator`` on the same held-out structures
 ``results/peers_<set>.{json,md}`` and ``peers_<set>_parity.png`` (``--update``
 keeps that figure and draws each row it reruns apart, in
 ``peers_<set>_parity_<model>.png``). A run that fails (e.g. out of memory) is
-reported as such. Models already trained by the same command on the same data
+reported as such; a model whose package is missing is skipped, with a line
+saying so. The peers' packages: ``pip install -e ".[peers]"`` (GFN2-xTB for the
+sets, ``graph-longrange==0.4.0`` for PolarMACE) and, as ``les`` is not on the
+package index, ``pip install --no-deps git+https://github.com/ChengUCB/les``.
+Models already trained by the same command on the same data
 are reused (``--retrain`` trains them again), so ``--ablation`` adds rows to a
 set's table without retraining the rest.
 
