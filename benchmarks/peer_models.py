@@ -209,14 +209,21 @@ def _label_spice(atoms):
     return atoms
 
 
-def xtb_set(name: str, structures: int) -> Path:
-    """The GFN2-xTB set ``name``, made by ``mace_qeq_make_xtb_data`` the first time (minutes, logged)."""
-    path = WORK / "data" / f"{name}.xyz"
+#: Independent sample K of a generated set runs its MD from seed ``K * SAMPLE_SEED_STRIDE`` (a set's runs take
+#: seeds ``seed`` … ``seed + 1,121``), so no trajectory of one sample is in another.
+SAMPLE_SEED_STRIDE = 10_000
+
+
+def xtb_set(name: str, structures: int, sample: int = 0) -> Path:
+    """The GFN2-xTB set ``name`` (independent sample ``sample``; 0 is the benchmark's own), made by
+    ``mace_qeq_make_xtb_data`` the first time (minutes, logged)."""
+    path = WORK / "data" / (f"{name}.xyz" if sample == 0 else f"{name}_sample{sample}.xyz")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"making {path} with mace_qeq_make_xtb_data (GFN2-xTB MD, a few minutes)", flush=True)
         subprocess.run([sys.executable, "-m", "mace_qeq.datasets.xtb_sets", "--set", name, "--structures",
-                        str(structures), "--workers", "2", "--output", str(path)], check=True)
+                        str(structures), "--workers", "2", "--seed", str(sample * SAMPLE_SEED_STRIDE),
+                        "--output", str(path)], check=True)
     return path
 
 
@@ -269,11 +276,13 @@ def split(structures: Sequence, seed: int = 0, fraction: float = 0.15) -> Tuple[
     return pool, test, unseen
 
 
-def load(name: str) -> Tuple[list, list, list]:
-    """(train pool, test, unseen test) of a named set."""
+def load(name: str, sample: int = 0) -> Tuple[list, list, list]:
+    """(train pool, test, unseen test) of a named set; of its independent sample ``sample`` (generated sets)."""
     spec = SETS[name]
     if spec.source == "xtb":
-        return split(ase.io.read(xtb_set(name, spec.structures), ":"))
+        return split(ase.io.read(xtb_set(name, spec.structures, sample), ":"))
+    if sample:
+        raise SystemExit(f"{name} is a fixed data set ({spec.test_split}): it has no other samples")
     if spec.source == "lode":
         folder = SHARED / "lode_dimers"
         if not folder.exists():
@@ -464,6 +473,19 @@ def errors_by_type(predictions) -> Dict[str, dict]:
         out["all" if config_type is None else config_type] = {
             **test_errors(predictions, config_type).as_dict(), **energy_offset(predictions, config_type)}
     return out
+
+
+def errors_by_trajectory(predictions, structures: Sequence) -> Dict[str, dict]:
+    """Test RMSEs (as :func:`errors_by_type`) per held-out MD trajectory and config type of ``structures``, the
+    test frames ``predictions`` were made on ({} for a set without trajectories): whether one run, e.g. one
+    whose geometries training has few of, carries the error."""
+    frames = [a for a in structures if a.info.get("config_type") != "IsolatedAtom"]  # as evaluate_model skips
+    if not frames or any("trajectory" not in a.info for a in frames):
+        return {}
+    labels = [f"trajectory {int(a.info['trajectory'])} ({a.info['config_type']})" for a in frames]
+    errors = errors_by_type(replace(predictions, config_type=labels))
+    del errors["all"]
+    return errors
 
 
 def energy_offset(predictions, config_type: Optional[str] = None) -> Dict[str, float]:

@@ -10,6 +10,7 @@
     python benchmarks/peers.py --set nacl_rods                          # ... where the local environments are known
     python benchmarks/peers.py --set carbon_chain --seeds 3 --models MACE+embedding MACEQEq   # seed spread
     python benchmarks/peers.py --set nacl_rods --seeds 3 --models PolarMACE --jobs 3   # ... three at a time
+    python benchmarks/peers.py --set na9cl8 --sample 1                  # a new set of the same kind
 
 Each model (MACE, MACE + total-charge embedding, MACELES if ``les`` is
 installed, PolarMACE if ``graph-longrange`` is, MACEQEq with and without charge
@@ -50,6 +51,12 @@ set's training file and writes the mean and spread to
 ``results/peers_<set>_seeds.{json,md}`` (with ``--update``, beside the rows
 already there).
 
+``--sample K`` makes the set anew from other MD runs (independent sample K:
+seeds from 10,000·K, so no trajectory is shared with the set the defaults were
+developed on) and runs the same protocol on it, writing
+``results/peers_<set>_sampleK.*``: whether a claim holds on data of the same
+kind it was not tuned on.
+
 ``--jobs N`` trains N models (seeds, learning-curve points) at a time, each a
 process with the cores shared out: the way to fill a machine that one
 training does not (16 cores, a GPU); evaluation stays one at a time.
@@ -63,6 +70,7 @@ import argparse
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import ase.io
@@ -74,11 +82,15 @@ QUICK_TRAIN = 250
 
 
 def run_set(name: str, args, models, budget) -> dict:
-    pool, test, unseen = pm.load(name) if args.train is None else (
+    pool, test, unseen = pm.load(name, args.sample) if args.train is None else (
         ase.io.read(args.train, ":"), ase.io.read(args.test, ":"), [])
     spec = pm.SETS.get(name, pm.DataSet(name, f"{args.train} / {args.test}", args.train_size or len(pool),
                                         args.epochs or 30, source="files"))
     train_size, epochs = budget(spec, len(pool))
+    if args.sample:  # from here on the sample is a set of its own: its work folder and tables
+        spec = replace(spec, description=f"{spec.description}; independent sample {args.sample} (its MD from seed "
+                                         f"{args.sample * pm.SAMPLE_SEED_STRIDE}, no trajectory of the set's own)")
+        name = f"{name}_sample{args.sample}"
     folder = args.work_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.learning_curve:
@@ -89,7 +101,7 @@ def run_set(name: str, args, models, budget) -> dict:
         return seed_spread(name, spec, train_file, test, folder, epochs, models, args)
     print(f"== {name}: {spec.description}; {train_size} training, {len(test)} test structures, {epochs} epochs",
           flush=True)
-    runs, errors, predictions = {}, {}, {}
+    runs, errors, by_trajectory, predictions = {}, {}, {}, {}
     trained = pm.train_all([training(model, train_file, folder / model.run_name, epochs, args) for model in models],
                            args.jobs)
     for model, run in zip(models, trained):
@@ -98,6 +110,7 @@ def run_set(name: str, args, models, budget) -> dict:
         if prediction is not None:
             predictions[model.name] = prediction
             errors[model.name] = pm.errors_by_type(prediction)
+            by_trajectory[model.name] = pm.errors_by_trajectory(prediction, test)
         if prediction is not None and unseen:
             transfer = pm.evaluate(run, unseen, args.device)
             errors[model.name].update({f"unseen {k}": v for k, v in pm.errors_by_type(transfer).items()
@@ -112,6 +125,8 @@ def run_set(name: str, args, models, budget) -> dict:
               "geometry_shows_charge": spec.geometry_shows_charge, "runs": runs, "errors": errors,
               "commands": {model: args.command for model in runs},
               "hardware_by_model": {model: hardware for model in runs}}
+    if any(by_trajectory.values()):
+        result["errors_by_trajectory"] = by_trajectory
     if unseen:
         result["environments"] = pm.group_environments(pm.subset(pool, train_size), list(test) + list(unseen))
     if args.update:
@@ -382,6 +397,15 @@ def write(name, result, predictions, args):
             cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[t]['forces_mev_per_a'])}"
                      if t in errors else "—" for t in types]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    by_trajectory = result.get("errors_by_trajectory", {})
+    groups = sorted({g for errors in by_trajectory.values() for g in errors}, key=lambda g: (int(g.split()[1]), g))
+    if len(groups) > len(types):  # a type spread over several trajectories, or frames labelled at several charges
+        lines += ["", "Per held-out MD trajectory (its frames at each total charge they carry), E meV/atom / F "
+                  "meV/Å:", "", "| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+        for model, errors in by_trajectory.items():
+            cells = [f"{pm.fmt(errors[g]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[g]['forces_mev_per_a'])}"
+                     if g in errors else "—" for g in groups]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     (output / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
@@ -429,6 +453,10 @@ def main():
     parser.add_argument("--tag", help="write peers_SET_TAG.* instead of peers_SET.* (an ablation, a budget or "
                                       "the candidates of peer_models.VARIANTS beside the main table); with "
                                       "--update, merge into that table")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="independent sample K ≥ 1 of a generated set: the same kind of data from other MD "
+                             "runs, trained and tested alike (peers_SET_sampleK.*), to check a claim on data "
+                             "it was not developed on")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-gb", type=float, default=16.0, help="a CPU run above this is out of memory")
     parser.add_argument("--work-dir", type=Path, default=pm.WORK / "peers")
@@ -437,6 +465,8 @@ def main():
     args.command = "python benchmarks/peers.py " + " ".join(shown_arguments(__import__("sys").argv[1:]))
     if (args.set is None) == (args.train is None):
         parser.error("give --set, or --train and --test")
+    if args.sample < 0 or (args.sample and args.train):
+        parser.error("--sample is a number ≥ 1 and goes with --set (a generated set)")
     names = [args.name] if args.train else (list(pm.SETS) if args.set == ["all"] else args.set)
     for name in names:
         if args.train is None and name not in pm.SETS:

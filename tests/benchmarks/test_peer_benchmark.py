@@ -39,6 +39,24 @@ def test_energy_error_splits_into_an_offset_and_a_spread():
             group["energy_offset_mev_per_atom"] ** 2 + group["energy_spread_mev_per_atom"] ** 2)
 
 
+def test_errors_split_by_held_out_trajectory():
+    """Each test frame counts under its MD run and config type; a set without trajectories gives no split."""
+    from ase import Atoms
+
+    frames = [Atoms("H2", info={"trajectory": t, "config_type": c}) for t, c in [(7, "a"), (7, "b"), (9, "a")]]
+    zeros = [np.zeros((2, 3))] * 3
+    predictions = Predictions(config_type=["a", "b", "a"], atoms_per_structure=[2, 2, 2], energy=[0.2, 0.0, 0.4],
+                              energy_ref=[0.0, 0.0, 0.0], forces=zeros, forces_ref=zeros,
+                              elements=[np.ones(2, int)] * 3)
+    errors = peer_models.errors_by_trajectory(predictions, frames)
+    assert set(errors) == {"trajectory 7 (a)", "trajectory 7 (b)", "trajectory 9 (a)"}
+    assert errors["trajectory 9 (a)"]["energy_mev_per_atom"] == pytest.approx(200.0)
+    assert errors["trajectory 7 (a)"]["energy_mev_per_atom"] == pytest.approx(100.0)
+    for frame in frames:
+        del frame.info["trajectory"]
+    assert peer_models.errors_by_trajectory(predictions, frames) == {}
+
+
 def test_ablations_and_variants_are_their_base_model_with_flags_added():
     for base, changes in peer_models.DERIVED.items():
         for name, flags in changes.items():
@@ -46,6 +64,21 @@ def test_ablations_and_variants_are_their_base_model_with_flags_added():
             assert model.command == peer_models.MODELS[base].command + flags
             assert model.charge_labels == peer_models.MODELS[base].charge_labels
             assert name not in peer_models.PEERS  # measured on request (--models), never a peer row by default
+
+
+def test_independent_samples_of_a_generated_set_share_no_md_run():
+    """``peers.py --sample K`` checks a claim on a set of the same kind made from other MD runs: no run of
+    sample 1 or 2 may start from the seed of a run of another sample; a fixed set has no other sample."""
+    from mace_qeq.datasets.xtb_sets import MD_SETS
+
+    for name, trajectories in MD_SETS.items():
+        structures = peer_models.SETS[name].structures
+        seeds = [{run.seed for run in trajectories(structures, sample * peer_models.SAMPLE_SEED_STRIDE)}
+                 for sample in range(3)]
+        assert all(len(s) == len(trajectories(structures, 0)) for s in seeds), name  # one seed per run
+        assert not (seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2]), name
+    with pytest.raises(SystemExit, match="no other samples"):
+        peer_models.load("lode_dimers", sample=1)
 
 
 def test_models_without_charge_labels_see_none_in_either_stage():
