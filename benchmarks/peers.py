@@ -145,12 +145,14 @@ def keep_earlier_rows(result: dict, earlier_path) -> dict:
     (same set, budget and protocol), each row keeping the command and the hardware that made it."""
     earlier = earlier_table(earlier_path, result, ("train_structures", "test_structures", "epochs"))
     command = earlier_command(earlier_path)
-    merged = dict(result, runs={}, errors={}, commands={}, hardware_by_model={}, parity_figures={})
+    merged = dict(result, runs={}, errors={}, errors_by_trajectory={}, commands={}, hardware_by_model={},
+                  parity_figures={})
     for model in list(earlier["runs"]) + [m for m in result["runs"] if m not in earlier["runs"]]:
         source = result if model in result["runs"] else earlier
         merged["runs"][model] = source["runs"][model]
-        if model in source["errors"]:
-            merged["errors"][model] = source["errors"][model]
+        for key in ("errors", "errors_by_trajectory"):  # a table older than the per-trajectory split lacks it
+            if model in source.get(key, {}):
+                merged[key][model] = source[key][model]
         merged["commands"][model] = source.get("commands", {}).get(model, command)
         merged["hardware_by_model"][model] = source.get("hardware_by_model", {}).get(model, source["hardware"])
         if source is earlier and model in earlier["errors"]:  # a table older than the key: its one figure
