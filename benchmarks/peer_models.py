@@ -482,6 +482,8 @@ def errors_by_trajectory(predictions, structures: Sequence) -> Dict[str, dict]:
     frames = [a for a in structures if a.info.get("config_type") != "IsolatedAtom"]  # as evaluate_model skips
     if not frames or any("trajectory" not in a.info for a in frames):
         return {}
+    if len(frames) != len(predictions.config_type):
+        raise ValueError(f"{len(predictions.config_type)} predictions for {len(frames)} test frames")
     labels = [f"trajectory {int(a.info['trajectory'])} ({a.info['config_type']})" for a in frames]
     errors = errors_by_type(replace(predictions, config_type=labels))
     del errors["all"]

@@ -393,23 +393,27 @@ def write(name, result, predictions, args):
                          f"{held['atoms_per_structure']:.0f} | {100 * held['new_coordination']:.0f} % | "
                          f"{pm.fmt(held['coulomb_ev_per_atom'], 2)} |")
     if types:
-        lines += ["", "Per configuration type, E meV/atom / F meV/Å:", "",
-                  "| model | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
-        for model, errors in result["errors"].items():
-            cells = [f"{pm.fmt(errors[t]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[t]['forces_mev_per_a'])}"
-                     if t in errors else "—" for t in types]
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines += ["", "Per configuration type, E meV/atom / F meV/Å:", ""]
+        lines += energy_force_table(result["errors"], types)
     by_trajectory = result.get("errors_by_trajectory", {})
     groups = sorted({g for errors in by_trajectory.values() for g in errors}, key=lambda g: (int(g.split()[1]), g))
     if len(groups) > len(types):  # a type spread over several trajectories, or frames labelled at several charges
         lines += ["", "Per held-out MD trajectory (its frames at each total charge they carry), E meV/atom / F "
-                  "meV/Å:", "", "| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
-        for model, errors in by_trajectory.items():
-            cells = [f"{pm.fmt(errors[g]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[g]['forces_mev_per_a'])}"
-                     if g in errors else "—" for g in groups]
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+                  "meV/Å:", ""]
+        lines += energy_force_table(by_trajectory, groups)
     (output / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
+
+
+def energy_force_table(errors_by_model: dict, groups) -> list:
+    """Markdown lines of a table with a row per model and its E meV/atom / F meV/Å in each of ``groups``
+    ("—" where a model has no structure of a group)."""
+    lines = ["| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    for model, errors in errors_by_model.items():
+        cells = [f"{pm.fmt(errors[g]['energy_mev_per_atom'], 2)} / {pm.fmt(errors[g]['forces_mev_per_a'])}"
+                 if g in errors else "—" for g in groups]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def shown_arguments(argv) -> list:
