@@ -144,6 +144,10 @@ MODELS.update({name: replace(MODELS[base], name=name, command=MODELS[base].comma
 PEERS = [name for name in MODELS if not any(name in changes for changes in DERIVED.values())]
 
 
+#: The most training structures of ``--quick``.
+QUICK_TRAIN = 250
+
+
 @dataclass
 class DataSet:
     """A benchmark set: where it comes from, its training budget and what it tests."""
@@ -155,6 +159,13 @@ class DataSet:
     source: str = "xtb"  # "xtb": mace_qeq_make_xtb_data --set <name>; "lode"/"spice": ../shared/datasets; "files"
     structures: int = 1000  # made by the generator
     geometry_shows_charge: bool = False
+    quick: Optional[Tuple[int, int]] = None  # (train, epochs) of --quick where the general rule overruns
+
+    def quick_budget(self) -> Tuple[int, int]:
+        """(training structures, epochs) of ``peers.py --quick``: the set's whole table, every model, on a
+        2-core CPU in under 30 minutes, the data made included (measured: ``results/peers_SET_quick.md``). At most
+        ``QUICK_TRAIN`` structures and a third of the epochs (at least 8), unless the set says less."""
+        return self.quick or (min(self.train, QUICK_TRAIN), max(8, self.epochs // 3))
 
     @property
     def test_split(self) -> str:
@@ -178,11 +189,13 @@ SETS: Dict[str, DataSet] = {
     "nacl_rods": DataSet("nacl_rods", "Na/Cl rock-salt rods of 7–16 atoms at Q = 0, ±1", train=400, epochs=30,
                          structures=720),
     "nacl_periodic": DataSet("nacl_periodic", "periodic Na8Cl8 cells, neutral and with a vacancy (Q = ±1)",
-                             train=300, epochs=30, structures=400, geometry_shows_charge=True),
+                             train=300, epochs=30, structures=400, geometry_shows_charge=True,
+                             quick=(120, 10)),  # 250 structures for 10 epochs took 25 min in all on 2 CPU cores
     "lode_dimers": DataSet("lode_dimers", "LODE molecular dimers (+1/−1, +1/0, polar, apolar) at varying "
                            "separation, DFT, periodic 30 Å box", train=2000, epochs=30, source="lode"),
+    # 250 structures for 10 epochs took 25-30 min per model on 2 CPU cores (results/peers_spice_dipeptides.md)
     "spice_dipeptides": DataSet("spice_dipeptides", "SPICE dipeptides (neutral, 42–51 atoms), DFT energies, forces, "
-                                "dipoles and MBI charges", train=550, epochs=30, source="spice"),
+                                "dipoles and MBI charges", train=550, epochs=30, source="spice", quick=(60, 8)),
 }
 
 

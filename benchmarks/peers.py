@@ -61,13 +61,20 @@ kind it was not tuned on.
 process with the cores shared out: the way to fill a machine that one
 training does not (16 cores, a GPU); evaluation stays one at a time.
 
-``--quick`` trains on 250 structures for a third of the epochs and leaves out
-PolarMACE (the slowest); the budgets of ``peer_models.SETS`` are the default;
-``--epochs``/``--train-size`` scale them up on a GPU.
+``--quick`` is every set's smoke test on a CPU: a set's whole table, every
+model, in under 30 minutes on 2 cores, the data made included (``DataSet.quick_budget``:
+at most 250 structures, a third of the epochs, fewer on the SPICE dipeptides;
+no PolarMACE, the slowest; as many trainings at a time as the machine has
+cores, unless ``--jobs`` says otherwise). Its runs and tables are its own,
+``peers_<set>_quick.*``, so it never overwrites a full-budget table. The
+budgets of ``peer_models.SETS`` are the default; ``--epochs``/``--train-size``
+scale them up on a GPU. Each table records the run's wall time and how much
+of it went to making the data.
 """
 
 import argparse
 import json
+import os
 import re
 import time
 from dataclasses import replace
@@ -78,12 +85,11 @@ import numpy as np
 import peer_models as pm
 import torch
 
-QUICK_TRAIN = 250
-
-
 def run_set(name: str, args, models, budget) -> dict:
+    started = time.perf_counter()
     pool, test, unseen = pm.load(name, args.sample) if args.train is None else (
         ase.io.read(args.train, ":"), ase.io.read(args.test, ":"), [])
+    data_s = time.perf_counter() - started
     spec = pm.SETS.get(name, pm.DataSet(name, f"{args.train} / {args.test}", args.train_size or len(pool),
                                         args.epochs or 30, source="files"))
     train_size, epochs = budget(spec, len(pool))
@@ -91,6 +97,9 @@ def run_set(name: str, args, models, budget) -> dict:
         spec = replace(spec, description=f"{spec.description}; independent sample {args.sample} (its MD from seed "
                                          f"{args.sample * pm.SAMPLE_SEED_STRIDE}, no trajectory of the set's own)")
         name = f"{name}_sample{args.sample}"
+    if args.quick:  # a budget of its own: its own runs and tables, never the full budget's
+        spec = replace(spec, description=f"{spec.description}; `--quick` budget")
+        name = f"{name}_quick"
     folder = args.work_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.learning_curve:
@@ -131,6 +140,7 @@ def run_set(name: str, args, models, budget) -> dict:
         result["environments"] = pm.group_environments(pm.subset(pool, train_size), list(test) + list(unseen))
     if args.update:
         result = keep_earlier_rows(result, args.output / f"{table_stem(name, args)}.json")
+    result["wall_s"] = {"all": time.perf_counter() - started, "data": data_s, "jobs": args.jobs}
     write(name, result, predictions, args)
     return result
 
@@ -326,6 +336,16 @@ def hardware_line(result) -> str:
     return f"Hardware: {pm.rows_by_value(hardware)}."
 
 
+def wall_time_line(result, args) -> list:
+    """The paragraph saying how long the command that wrote the table took for this set (training ``--jobs``
+    at a time), or none for a table written before it was kept."""
+    wall = result.get("wall_s")
+    if not wall:
+        return []
+    return [f"Wall time of {'the last' if args.update else 'this'} run: {wall['all'] / 60:.1f} min, of which "
+            f"{wall['data'] / 60:.1f} making or reading the data; {wall['jobs']} training(s) at a time.", ""]
+
+
 def write(name, result, predictions, args):
     from mace_qeq.analysis import parity_plots
 
@@ -351,7 +371,7 @@ def write(name, result, predictions, args):
              f"batch 16, lr 0.01, float64, seed 1, `--E0s average`; every model by its stock CLI with its defaults "
              f"(MACEQEq's include Stage Two; the others' do not), evaluated by the stock MACECalculator on the model "
              f"the CLI recommends (`NAME_stagetwo.model` where Stage Two ran). {hardware_line(result)} "
-             + commands_line(result, args) + parity_line(result), "",
+             + commands_line(result, args) + parity_line(result), "", *wall_time_line(result, args),
              "| model | E RMSE (meV/atom) | F RMSE (meV/Å) | Q RMSE (me) | dipole RMSE (me·Å) | train time (s) | status |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for model, run in result["runs"].items():
@@ -438,17 +458,19 @@ def main():
     parser.add_argument("--name", default="custom")
     parser.add_argument("--models", nargs="+", default=None,
                         help=f"from {list(pm.MODELS)} (default: every peer and MACEQEq)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TRAIN} structures, a third of the epochs, "
-                                                             "no PolarMACE")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a set's table in under 30 min on a 2-core CPU: at most {pm.QUICK_TRAIN} structures, a "
+                             "third of the epochs, no PolarMACE, one training per core; tables peers_SET_quick.*")
     parser.add_argument("--epochs", type=int, help="override the set's epochs")
     parser.add_argument("--train-size", type=int, help="override the set's training structures")
     parser.add_argument("--learning-curve", type=int, nargs="*", default=[],
                         help="training-set sizes: the learning curve of MACEQEq and MACE + embedding instead")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train each model with seeds 1 … N instead and tabulate the spread over seeds")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=int, default=None,
                         help="trainings run at a time, each a process with the cores shared out (OMP_NUM_THREADS "
-                             "overrides): seeds, ablations or learning-curve points in 1/N of the wall time")
+                             "overrides): seeds, ablations or learning-curve points in 1/N of the wall time "
+                             "(default 1; with --quick one per core, at most one per model)")
     parser.add_argument("--retrain", action="store_true", help="train again models already trained alike")
     parser.add_argument("--ablation", action="store_true",
                         help=f"also MACEQEq with each default switched off: {', '.join(pm.ABLATIONS)}")
@@ -490,11 +512,11 @@ def main():
             print(f"{name}: skipped, its package '{model.needs}' is not installed", flush=True)
             continue
         models.append(model)
+    if args.jobs is None:
+        args.jobs = max(1, min(len(models), os.cpu_count() or 1)) if args.quick else 1
 
     def budget(spec, pool_size):
-        train, epochs = spec.train, spec.epochs
-        if args.quick:
-            train, epochs = min(train, QUICK_TRAIN), max(8, epochs // 3)
+        train, epochs = spec.quick_budget() if args.quick else (spec.train, spec.epochs)
         train = min(args.train_size or train, pool_size)
         return train, args.epochs or epochs
 

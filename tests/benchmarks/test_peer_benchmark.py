@@ -229,3 +229,20 @@ def test_peer_benchmark_on_user_files(tmp_path):
     mace = updated["seeds"]["MACE"]
     assert mace[0]["forces_mev_per_a"] == data["errors"]["MACE"]["all"]["forces_mev_per_a"]  # seed 1 reused
     assert mace[1]["status"] == "ok" and mace[1]["forces_mev_per_a"] != mace[0]["forces_mev_per_a"]
+
+    # --quick runs and writes apart from the full budget's table, which it leaves as it was, and says how long
+    # the run took; with one model it trains one at a time
+    main_table = (tmp_path / "results" / "peers_ag3.json").read_text()
+    run_peers(tmp_path, "--quick", "--models", "MACE", "--train-size", "20")
+    quick = json.loads((tmp_path / "results" / "peers_ag3_quick.json").read_text())
+    assert quick["train_structures"] == 20 and list(quick["runs"]) == ["MACE"]
+    assert quick["wall_s"]["jobs"] == 1 and quick["wall_s"]["all"] >= quick["runs"]["MACE"]["wall_s"]
+    assert "Wall time of this run:" in (tmp_path / "results" / "peers_ag3_quick.md").read_text()
+    assert (tmp_path / "results" / "peers_ag3.json").read_text() == main_table
+    assert (tmp_path / "work" / "ag3_quick").is_dir()
+
+
+def test_quick_budget_is_at_most_the_full_one():
+    for spec in peer_models.SETS.values():
+        train, epochs = spec.quick_budget()
+        assert train <= min(spec.train, peer_models.QUICK_TRAIN) and 8 <= epochs <= max(8, spec.epochs)
