@@ -64,8 +64,9 @@ training does not (16 cores, a GPU); evaluation stays one at a time.
 ``--quick`` is every set's smoke test on a CPU: a set's whole table, every
 model, in under 30 minutes on 2 cores, the data made included
 (``DataSet.quick_budget``: at most 250 structures, a third of the epochs,
-fewer on the periodic cells and the SPICE dipeptides; no PolarMACE, the slowest; as many trainings at a time as the machine has
-cores, unless ``--jobs`` says otherwise). Its runs and tables are its own,
+fewer on the periodic cells and the SPICE dipeptides; no PolarMACE, the
+slowest; as many trainings at a time as the machine has cores, unless
+``--jobs`` says otherwise). Its runs and tables are its own,
 ``peers_<set>_quick.*``, so it never overwrites a full-budget table. The
 budgets of ``peer_models.SETS`` are the default; ``--epochs``/``--train-size``
 scale them up on a GPU. Each table records the run's wall time and how much
