@@ -11,7 +11,7 @@ class QEqOptions(NamedTuple):
     """Settings of a QEq solve; every field has a default.
 
     Solver:
-        method: "dense" (Cholesky), "iterative" (projected preconditioned CG)
+        method: "dense" (LU solve), "iterative" (projected preconditioned CG)
             or "auto": dense up to ``dense_limit`` atoms per structure.
         reciprocal: iterative path: "mesh" (smooth particle-mesh Ewald,
             O(N log N), relative energy error ~1e-5), "ewald" (to ``accuracy``)

@@ -12,18 +12,25 @@ bordered system
     [ A   1 ] [ q  ]   [ −χ ]
     [ 1ᵀ  0 ] [ −μ ] = [  Q ].
 
-It is solved by block elimination with a Cholesky factorisation of A:
-x = −A⁻¹χ, y = A⁻¹1, μ = (Q − Σx) / Σy, q* = x + μ y, so Σq* = Q to rounding.
-μ = χᵢ + (A q*)ᵢ (the same for every atom) is the equalised electronegativity,
-the chemical potential μ = ∂E_QEq(q*)/∂Q (eV/e).
+It is solved by block elimination: x = −A⁻¹χ, y = A⁻¹1, μ = (Q − Σx) / Σy,
+q* = x + μ y, so Σq* = Q to rounding. μ = χᵢ + (A q*)ᵢ (the same for every
+atom) is the equalised electronegativity, the chemical potential
+μ = ∂E_QEq(q*)/∂Q (eV/e). At q* the potential is therefore
+Φq* = μ − χ − J q* and the energy E_QEq(q*) = ½ (χ·q* + μ Q).
 
 Two solvers, chosen by ``method``:
 
-* ``"dense"``: Cholesky of the zero-padded [G, n_max, n_max] matrices, batched
-  over structures of different sizes (padded rows carry an identity block).
-  Autograd flows through it: forces, stress, derivatives of the charges and
-  second derivatives (force training) all come out of the same graph. O(n³)
-  time, O(n²) memory.
+* ``"dense"``: LU solves (``torch.linalg.solve``) of the zero-padded
+  [G, n_max, n_max] matrices, batched over structures of different sizes
+  (padded rows carry an identity block); a Cholesky factorisation outside the
+  autograd graph checks that A is positive definite. Autograd flows through it:
+  forces, stress, derivatives of the charges and second derivatives (force
+  training) all come out of the same graph. O(n³) time, O(n²) memory. (The
+  solve's backward is one more LU solve; that of a Cholesky solve also
+  differentiates the factorisation, which made energy and forces of 1,000–
+  5,000 isolated atoms 1.5–2.2× and the electrostatics of a force-training
+  step on 16 Ag3 structures 1.5× as costly: ``benchmarks/electrostatics_speed.py``,
+  ``benchmarks/training_step_cost.py``.)
 * ``"iterative"``: matrix-free projected conjugate gradients
   (:mod:`.iterative`), O(pairs + N K) per iteration with the Ewald sum,
   O(pairs + N log N) with smooth particle-mesh Ewald (:mod:`.mesh`), memory
@@ -44,7 +51,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .coulomb import CoulombOperator, apply_coulomb, coulomb_matrix, coulomb_operator
+from .coulomb import CoulombOperator, coulomb_matrix, coulomb_operator
 from .ewald_parameters import ewald_parameters
 from .iterative import IterativeSolver, solve_iteratively
 from .options import QEqOptions, check_options
@@ -121,7 +128,7 @@ def solve_qeq(
                                       options.kspace_cutoff)
         operator = coulomb_operator(positions, sigma, structures, parameters)
         charges, mu = _dense_charges(operator, structures, electronegativity, hardness, total_charge, positions.dtype)
-        potential = apply_coulomb(operator, charges)
+        potential = mu[structures.batch] - electronegativity - hardness * charges  # Φq* without a pass over pairs
 
     site_energy = qeq_site_energy(charges, electronegativity, hardness, potential)
     return QEqSolution(charges, mu, sum_per_structure(site_energy, structures), potential, site_energy, iterations,
@@ -149,7 +156,7 @@ def _dense_charges(
     occupied = to_padded(torch.ones_like(hardness), structures)
     diagonal = to_padded(hardness, structures) + (1.0 - occupied)  # identity block on padding
     matrix = coulomb_matrix(operator) + torch.diag_embed(diagonal)
-    factor, info = torch.linalg.cholesky_ex(matrix)
+    _, info = torch.linalg.cholesky_ex(matrix.detach())
     if bool((info != 0).any()):
         g = int(torch.nonzero(info != 0)[0, 0])
         raise ValueError(
@@ -157,7 +164,7 @@ def _dense_charges(
             "check hardness and sigma, or use float64".format(g, dtype)
         )
     right_hand_sides = torch.stack([-to_padded(electronegativity, structures), occupied], dim=2)
-    solutions = torch.cholesky_solve(right_hand_sides, factor)
+    solutions = torch.linalg.solve(matrix, right_hand_sides)
     x = solutions[:, :, 0]
     y = solutions[:, :, 1]
     mu = (total_charge.to(dtype) - x.sum(dim=1)) / y.sum(dim=1)

@@ -48,6 +48,9 @@ def test_two_atom_qeq(total):
     torch.testing.assert_close(solution.charges, torch.stack([q1, q2]), rtol=1e-13, atol=1e-14)
     assert float(solution.energy[0]) == pytest.approx(float(energy), rel=1e-12, abs=1e-13)
     assert float(solution.chemical_potential[0]) == pytest.approx(float(mu), rel=1e-12)
+    potential = torch.stack([phi11 * q1 + phi12 * q2, phi12 * q1 + phi22 * q2])  # Φq
+    torch.testing.assert_close(solution.potential, potential, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(solution.site_energy.sum(), energy, rtol=1e-12, atol=1e-13)
 
 
 def test_coincident_atoms_stay_finite():

@@ -35,6 +35,8 @@ def test_iterative_equals_dense_in_a_mixed_batch(total):
     torch.testing.assert_close(iterative[0].energy, dense[0].energy, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(iterative[0].charges, dense[0].charges, rtol=0, atol=1e-9)
     torch.testing.assert_close(iterative[0].chemical_potential, dense[0].chemical_potential, rtol=1e-8, atol=1e-10)
+    # Φq: summed over pairs and k-vectors by the iterative path, μ − χ − Jq by the dense one
+    torch.testing.assert_close(iterative[0].potential, dense[0].potential, rtol=1e-8, atol=1e-9)
     torch.testing.assert_close(iterative[1], dense[1], rtol=1e-6, atol=1e-9)  # forces
     torch.testing.assert_close(iterative[2], dense[2], rtol=1e-6, atol=1e-9)  # virial (stress × V)
 
