@@ -26,11 +26,11 @@ Two solvers, chosen by ``method``:
   autograd graph checks that A is positive definite. Autograd flows through it:
   forces, stress, derivatives of the charges and second derivatives (force
   training) all come out of the same graph. O(n³) time, O(n²) memory. (The
-  solve's backward is one more LU solve; that of a Cholesky solve also
-  differentiates the factorisation, which made energy and forces of 1,000–
-  5,000 isolated atoms 1.5–2.2× and the electrostatics of a force-training
-  step on 16 Ag3 structures 1.5× as costly: ``benchmarks/electrostatics_speed.py``,
-  ``benchmarks/training_step_cost.py``.)
+  solve's backward is one more LU solve; a Cholesky solve's also
+  differentiates the factorisation. With it, and Φq* from a pass over the
+  pairs, energy and forces of 1,000–5,000 isolated atoms cost 1.5–2.2× and
+  the electrostatics of a force-training step on 16 Ag3 structures 1.5× as
+  much: ``benchmarks/electrostatics_speed.py``, ``training_step_cost.py``.)
 * ``"iterative"``: matrix-free projected conjugate gradients
   (:mod:`.iterative`), O(pairs + N K) per iteration with the Ewald sum,
   O(pairs + N log N) with smooth particle-mesh Ewald (:mod:`.mesh`), memory
