@@ -8,6 +8,8 @@ evaluation of
   2 layers: about the cost of a small foundation model),
 * MACEQEq with the same backbone, dense QEq (up to ``--dense-max`` atoms),
 * MACEQEq, iterative QEq (projected CG with particle-mesh Ewald),
+* the same without charge feedback (``qeq_charge_feedback=False``), which
+  shows what feeding q* into the last interaction costs at scale,
 
 all randomly initialised, float32 (production MD precision), each case in a
 fresh process so that its peak resident memory is its own. The long-range part
@@ -36,6 +38,7 @@ from harness import loglog_slope, peak_memory_mb, run_in_fresh_process, save_log
 from mace_qeq.electrostatics import QEqOptions, solve_qeq
 
 RESULTS = Path(__file__).parent / "results"
+VARIANTS = ("mace", "qeq-dense", "qeq-iterative", "qeq-iterative-no-feedback")
 ELEMENTS = [1, 8, 11, 17]
 
 
@@ -88,10 +91,10 @@ def build_model(variant, dtype):
     )
     if variant == "mace":
         return modules.ScaleShiftMACE(**config)
-    model = MACEQEq(**config, qeq_accuracy=1e-6)
+    model = MACEQEq(**config, qeq_accuracy=1e-6, qeq_charge_feedback=variant != "qeq-iterative-no-feedback")
     with torch.no_grad():  # visible charge transfer: spread the per-element electronegativities
         model.qeq_readout.electronegativity_offset[:, 0] = torch.tensor([1.0, -2.0, 2.0, -2.0])
-    model.charge_equilibration.dense_limit = 10**9 if variant == "qeq-dense" else 0
+    model.charge_equilibration.dense_limit = 10**9 if variant == "qeq-dense" else 0  # the others iterate
     model.charge_equilibration.tolerance = 1e-5
     return model
 
@@ -155,7 +158,7 @@ def run_case(system, n_atoms, variant, dtype_name, device_name, queue):
         times.append(elapsed)
     result = {"atoms": len(atoms), "ms": min(times), "peak_mb": max(peak_memory_mb(device, baseline), 0.0),
               "finite": bool(torch.isfinite(out["forces"]).all())}
-    if variant != "mace":
+    if variant in ("qeq-dense", "qeq-iterative"):  # the block is the same without feedback
         timings = [time_long_range(model, batch) for _ in range(2 if len(atoms) <= 3000 else 1)]
         result["block_ms"] = min(ms for ms, _ in timings)
         result["iterations"] = timings[0][1]
@@ -183,12 +186,12 @@ def main():
         return
 
     rows = []
-    print(f"{'system':>6} {'atoms':>6} {'MACE ms':>9} {'dense ms':>9} {'iter ms':>9} {'LR/MACE':>8} "
-          f"{'MACE MB':>8} {'iter MB':>8}", flush=True)
+    print(f"{'system':>6} {'atoms':>6} {'MACE ms':>9} {'dense ms':>9} {'iter ms':>9} {'no-fb ms':>9} {'LR/MACE':>8} "
+          f"{'MACE MB':>8} {'iter MB':>8} {'no-fb MB':>8}", flush=True)
     for system in ("NaCl", "water"):
         for n in sizes:
             row = {"system": system}
-            for variant in ("mace", "qeq-dense", "qeq-iterative"):
+            for variant in VARIANTS:
                 if variant == "qeq-dense" and n > args.dense_max:
                     continue
                 result = run_in_fresh_process(run_case, system, n, variant, args.dtype, args.device)
@@ -200,9 +203,11 @@ def main():
             row["long_range_mb"] = row["qeq-iterative"]["peak_mb"] - row["mace"]["peak_mb"]
             rows.append(row)
             dense = row.get("qeq-dense", {}).get("ms", float("nan"))
+            plain = row["qeq-iterative-no-feedback"]
             print(f"{system:>6} {row['atoms']:>6} {row['mace']['ms']:>9.0f} {dense:>9.0f} "
-                  f"{row['qeq-iterative']['ms']:>9.0f} {row['long_range_ratio']:>8.2f} "
-                  f"{row['mace']['peak_mb']:>8.0f} {row['qeq-iterative']['peak_mb']:>8.0f}", flush=True)
+                  f"{row['qeq-iterative']['ms']:>9.0f} {plain['ms']:>9.0f} {row['long_range_ratio']:>8.2f} "
+                  f"{row['mace']['peak_mb']:>8.0f} {row['qeq-iterative']['peak_mb']:>8.0f} {plain['peak_mb']:>8.0f}",
+                  flush=True)
     name = torch.cuda.get_device_name() if on_gpu else \
         f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     machine = {"device": args.device, "name": name, "torch": torch.__version__, "dtype": args.dtype}
@@ -239,21 +244,31 @@ def report(rows, machine, args):
         "Backbone: 64x0e, max_ell 3, correlation 3, r_max 5 Å, 2 layers; random weights.",
         "Command: `python benchmarks/scaling.py"
         + (f" --device {machine['device']}" if machine["device"] != "cpu" else "")
+        + (f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes else "")
         + (" --quick`" if args.quick else "`"),
         "",
-        "| system | atoms | MACE (ms) | MACEQEq dense (ms) | MACEQEq iterative (ms) | long-range block (ms) |"
-        " CG iterations | long-range / MACE | long-range share of the step | MACE peak (MB) | iterative peak (MB) |"
-        " long-range peak (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Iterative: QEq by projected CG with particle-mesh Ewald; \"without feedback\": the same model with "
+        "`qeq_charge_feedback=False`. The last column is MACEQEq iterative's peak less MACE's (the whole model, "
+        "feedback included).",
+        "",
+        "| system | atoms | MACE (ms) | MACEQEq dense (ms) | MACEQEq iterative (ms) | without feedback (ms) |"
+        " long-range block (ms) | CG iterations | long-range / MACE | long-range share of the step | MACE peak (MB) |"
+        " iterative peak (MB) | without feedback peak (MB) | MACEQEq − MACE peak (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def cell(row, variant, key):  # "—" where the variant did not run (too large, or results from before it)
+        value = row.get(variant, {}).get(key)
+        return "—" if value is None else f"{value:.0f}"
+
     for r in rows:
-        dense = r.get("qeq-dense", {}).get("ms")
         lines.append(
-            f"| {r['system']} | {r['atoms']} | {r['mace']['ms']:.0f} | {'—' if dense is None else f'{dense:.0f}'} | "
-            f"{r['qeq-iterative']['ms']:.0f} | {r['long_range_ms']:.0f} | {r['qeq-iterative'].get('iterations', '—')} | "
+            f"| {r['system']} | {r['atoms']} | {r['mace']['ms']:.0f} | {cell(r, 'qeq-dense', 'ms')} | "
+            f"{r['qeq-iterative']['ms']:.0f} | {cell(r, 'qeq-iterative-no-feedback', 'ms')} | "
+            f"{r['long_range_ms']:.0f} | {r['qeq-iterative'].get('iterations', '—')} | "
             f"{r['long_range_ratio']:.2f} | {r['long_range_ms'] / r['qeq-iterative']['ms']:.2f} | "
-            f"{r['mace']['peak_mb']:.0f} | "
-            f"{r['qeq-iterative']['peak_mb']:.0f} | {r['long_range_mb']:.0f} |")
+            f"{r['mace']['peak_mb']:.0f} | {r['qeq-iterative']['peak_mb']:.0f} | "
+            f"{cell(r, 'qeq-iterative-no-feedback', 'peak_mb')} | {r['long_range_mb']:.0f} |")
     lines += ["", "Fitted exponent of the long-range time (block alone), all sizes from 1,000 atoms: "
               + ", ".join(f"{k}: {v:.2f}" for k, v in exponents.items())]
     (args.output / f"{stem}.md").write_text("\n".join(lines) + "\n")
@@ -276,6 +291,9 @@ def report(rows, machine, args):
         axes[1].loglog(n, [max(r["mace"]["peak_mb"], 1) for r in subset], "-", marker=marker, label=f"MACE {system}")
         axes[1].loglog(n, [max(r["qeq-iterative"]["peak_mb"], 1) for r in subset], "--", marker=marker,
                        label=f"MACEQEq iterative {system}")
+        plain = [r for r in subset if "qeq-iterative-no-feedback" in r]
+        axes[1].loglog([r["atoms"] for r in plain], [max(r["qeq-iterative-no-feedback"]["peak_mb"], 1) for r in plain],
+                       ":", marker=marker, label=f"without feedback {system}")
     axes[0].set(xlabel="atoms", ylabel="time (ms)", title="energy + forces + stress")
     axes[1].set(xlabel="atoms", ylabel="peak memory above baseline (MB)", title="memory")
     save_loglog_figure(fig, axes, args.output / f"{stem}.png")
