@@ -37,7 +37,16 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .mesh import MeshOperator, apply_mesh, coulomb_kernel, spline_mesh, spread, squared_wavevectors, with_filters
+from .mesh import (
+    MeshOperator,
+    apply_mesh,
+    coulomb_kernel,
+    detach_mesh,
+    spline_mesh,
+    spread,
+    squared_wavevectors,
+    with_filters,
+)
 from .structures import Structures
 
 
@@ -57,7 +66,7 @@ def long_wave_preconditioner(diagonal: Tensor, positions: Tensor, structures: St
                              smearing: float) -> Preconditioner:
     """Jacobi plus the long-wave correction on the periodic structures (see the module docstring)."""
     inverse_diagonal = 1.0 / diagonal.detach()  # everything here is cut from the autograd graph
-    coarse = spline_mesh(positions.detach(), structures, smearing, 3)
+    coarse = detach_mesh(spline_mesh(positions.detach(), structures, smearing, 3))  # the weights read the strained cell
     density = spread(coarse, inverse_diagonal)
     filters: List[Tensor] = []
     graphs: List[int] = torch.nonzero(structures.periodic).flatten().tolist()
