@@ -19,16 +19,20 @@ advance together, on the training structures of ``training_throughput.py``:
   of MACE and of MACEQEq in turn, the order alternating from step to step;
 * each epoch ends with mace's ``evaluate`` on each model's validation set;
 * Stage Two (on for MACEQEq by default) starts as mace's loop starts it; its
-  one-off refit of the energy offsets is timed apart from the epochs.
+  one-off refit of the energy offsets is timed apart from the epochs;
+* after the last epoch, the refits mace-qeq's hook runs once training ends
+  (one per checkpoint run_train loads next) are timed as well.
 
 A slow or fast moment of the machine falls on both loops alike. Reported per
 case: seconds per epoch of each (steps and validation), the MACEQEq/MACE
 throughput of each epoch (median over the epochs [smallest–largest]), the
-one-off refit, and the pieces MACEQEq adds, timed on its first training batch:
-the forward of the χ/J readout, of the charge embedding, of ZBL, the contact
-wall and the energy floor (each also enters the forces' backward and the
-loss's), and the electrostatic block whole (QEq solve, its forces and the
-backward of both, from χ and J to the positions).
+refits (as Stage Two starts and after training), the throughput of the
+whole training with every refit counted, and the pieces MACEQEq adds, timed
+on its first training batch: the forward of the χ/J readout, of the charge
+embedding, of ZBL, the contact wall and the energy floor (each also enters
+the forces' backward and the loss's), and the electrostatic block whole
+(QEq solve, its forces and the backward of both, from χ and J to the
+positions).
 
 Writes results/training_step_cost.{json,md}.
 """
@@ -47,6 +51,7 @@ import ase.io
 import peer_models as pm
 import torch
 
+from mace_qeq.training.offset_refit import refit_energy_offsets
 from training_throughput import CASES
 
 
@@ -54,20 +59,36 @@ class _AtTheLoop(Exception):
     """Raised in place of mace's training loop once its arguments are captured."""
 
 
+class _KeepingWhatIsPopped(dict):
+    """A dict that keeps what is popped from it: the offset-refit plan mace-qeq's hook takes as training
+    starts."""
+
+    def __init__(self):
+        super().__init__()
+        self.popped = []
+
+    def pop(self, key, *default):
+        value = super().pop(key, *default)
+        self.popped.append(value)
+        return value
+
+
 @contextlib.contextmanager
 def stopped_at_the_training_loop():
     """mace's training loop, the one behind mace-qeq's hook on ``mace.tools.train``, replaced by a capture
-    of its keyword arguments (yielded, filled when a command line reaches the loop)."""
+    of its keyword arguments (yielded, filled when a command line reaches the loop), with the hook's
+    offset-refit plan for after training as ``offset_refit_plan`` (None for a model without one)."""
     from mace_qeq.training import hooks
 
     hooks.register()
     captured: dict = {}
+    plans = _KeepingWhatIsPopped()
 
     def capture(*args, **kwargs):
-        captured.update(kwargs)
+        captured.update(kwargs, offset_refit_plan=plans.popped[-1] if plans.popped else None)
         raise _AtTheLoop
 
-    with mock.patch.dict(hooks._original, {"train": capture}):
+    with mock.patch.dict(hooks._original, {"train": capture}), mock.patch.object(hooks, "_offset_refits", plans):
         yield captured
 
 
@@ -95,14 +116,14 @@ def training_setup(model: pm.Model, train_file: Path, folder: Path, epochs: int,
 def lockstep(setups: Dict[str, dict], epochs: int) -> Dict[str, dict]:
     """Run mace's training loop of every setup (:func:`training_setup`) for ``epochs``, step by step in
     turn (module docstring); per setup, the seconds of each epoch's steps (with Stage Two's averaging of
-    the weights) and validation, and of the first Stage Two update (with MACEQEq's offset refit: once a
-    training)."""
+    the weights) and validation, of the first Stage Two update (with MACEQEq's offset refit: once a
+    training) and of the refits after training (:func:`refits_after_training`)."""
     loop = importlib.import_module("mace.tools.train")  # the module: mace.tools re-exports a function "train"
     names = list(setups)
     loss_fn = {name: setup["loss_fn"] for name, setup in setups.items()}
     valid_loss = {name: float("inf") for name in names}
-    times = {name: {"steps_s": [0.0] * epochs, "validation_s": [0.0] * epochs, "stage_two_start_s": 0.0}
-             for name in names}
+    times = {name: {"steps_s": [0.0] * epochs, "validation_s": [0.0] * epochs, "stage_two_start_s": 0.0,
+                    "after_training_s": 0.0} for name in names}
     for epoch in range(epochs):
         for name, setup in setups.items():  # the top of mace's epoch: scheduler, or Stage Two's SWA update
             swa, first = setup["swa"], setup["start_epoch"]
@@ -146,7 +167,25 @@ def lockstep(setups: Dict[str, dict], epochs: int) -> Dict[str, dict]:
                 valid_loss[name], _ = loop.evaluate(model=setup["model"], loss_fn=loss_fn[name], data_loader=loader,
                                                     output_args=setup["output_args"], device=setup["device"])
             times[name]["validation_s"][epoch] += time.perf_counter() - start
+    for name, setup in setups.items():
+        times[name]["after_training_s"] = refits_after_training(setup)
     return times
+
+
+def refits_after_training(setup: dict) -> float:
+    """Seconds of the offset refits mace-qeq's hook runs once training ends (``hooks.train``): one per
+    checkpoint run_train loads next, Stage One's best and, with Stage Two, Stage Two's. Each refits the
+    trained model itself, as the hook refits the model each checkpoint is loaded into (the reading and
+    writing of the checkpoint files are not timed). 0 for a model without a refit plan (plain MACE, or
+    ``--qeq_refit_offsets False``)."""
+    plan = setup["offset_refit_plan"]
+    if plan is None:
+        return 0.0
+    start = time.perf_counter()
+    for _ in range(2 if setup["swa"] is not None else 1):
+        refit_energy_offsets(setup["model"], setup["train_loader"].dataset, plan.free_heads, plan.batch_size,
+                             setup["device"], skip_heads=plan.skip_heads, seed=plan.seed)
+    return time.perf_counter() - start
 
 
 def milliseconds(call, repeats: int) -> float:
@@ -207,15 +246,18 @@ def piece_costs(model, batch, repeats: int) -> dict:
 
 def summary(times: Dict[str, dict], baseline: str, model: str) -> dict:
     """Per-epoch seconds of each model, the per-epoch throughput ratio ``model``/``baseline`` (median
-    [min, max] over the epochs), the one-off Stage Two start of ``model``, and the throughput of the
-    whole training, that start included (total time of ``baseline`` / total time of ``model``)."""
+    [min, max] over the epochs), the one-off refits of ``model`` (as Stage Two starts, after training),
+    and the throughput of the whole training with every refit counted (total time of ``baseline`` / total
+    time of ``model``)."""
     per_epoch = {name: [s + v for s, v in zip(t["steps_s"], t["validation_s"])] for name, t in times.items()}
     ratios = [b / m for b, m in zip(per_epoch[baseline], per_epoch[model])]
-    start = times[model]["stage_two_start_s"]
+    total = {name: sum(per_epoch[name]) + t["stage_two_start_s"] + t["after_training_s"]
+             for name, t in times.items()}
     return {"seconds_per_epoch": {name: statistics.median(values) for name, values in per_epoch.items()},
             "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
-            "stage_two_start_s": start,
-            "ratio_with_stage_two_start": sum(per_epoch[baseline]) / (sum(per_epoch[model]) + start)}
+            "stage_two_start_s": times[model]["stage_two_start_s"],
+            "after_training_s": times[model]["after_training_s"],
+            "ratio_whole_training": total[baseline] / total[model]}
 
 
 def markdown(result: dict) -> str:
@@ -226,12 +268,15 @@ def markdown(result: dict) -> str:
              f"{result['epochs']} epochs, validation every epoch, backbone 32x0e+32x1o / 2 layers / r_max 5 Å, "
              "float64; mace's take_step of each model in turn, the order alternating (see the script's "
              "docstring). Seconds per epoch: steps and validation, median over the epochs; throughput: MACE's "
-             "time / MACEQEq's, median of the epochs [smallest–largest]; the refit as Stage Two starts is once "
-             "a training, not in the epochs, but in the throughput of the whole training beside it. Pieces on "
-             "the first training batch, ms a call (the forwards also enter the forces' backward and the loss's). "
+             "time / MACEQEq's, median of the epochs [smallest–largest]; the offset refits, as Stage Two starts "
+             "and after training (one per checkpoint run_train loads next, each a forward pass over the training "
+             "set), are once a training, not in the epochs, but in the throughput of the whole training beside "
+             "them. Pieces on the first training batch, ms a call (the forwards also enter the forces' backward "
+             "and the loss's). "
              f"Command: `{result['command']}`", "",
-             "| data | atoms a batch | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset refit as "
-             f"Stage Two starts (s, once) | throughput of the {result['epochs']} epochs with it | "
+             "| data | atoms a batch | MACE s/epoch | MACEQEq s/epoch | MACEQEq/MACE throughput | offset refits, "
+             "as Stage Two starts + after training (s, once) | throughput of the whole "
+             f"{result['epochs']}-epoch training with them | "
              + " | ".join(names) + " |",
              "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
     for row in rows:
@@ -239,8 +284,9 @@ def markdown(result: dict) -> str:
         cells = [pm.fmt(row["pieces_ms"].get(name), 2) for name in names]
         lines.append(f"| {row['case']} | {row['atoms_per_batch']} | {row['seconds_per_epoch']['MACE']:.2f} | "
                      f"{row['seconds_per_epoch']['MACEQEq']:.2f} | **{ratio['median']:.2f}** "
-                     f"[{ratio['min']:.2f}–{ratio['max']:.2f}] | {row['stage_two_start_s']:.2f} | "
-                     f"{row['ratio_with_stage_two_start']:.2f} | " + " | ".join(cells) + " |")
+                     f"[{ratio['min']:.2f}–{ratio['max']:.2f}] | {row['stage_two_start_s']:.2f} + "
+                     f"{row['after_training_s']:.2f} | {row['ratio_whole_training']:.2f} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -276,7 +322,8 @@ def main():
         rows.append(row)
         print(f"{label}: MACE {row['seconds_per_epoch']['MACE']:.2f} s/epoch, MACEQEq "
               f"{row['seconds_per_epoch']['MACEQEq']:.2f} s/epoch, throughput {row['ratio']['median']:.3f} "
-              f"[{row['ratio']['min']:.3f}–{row['ratio']['max']:.3f}], refit {row['stage_two_start_s']:.2f} s; "
+              f"[{row['ratio']['min']:.3f}–{row['ratio']['max']:.3f}], refits {row['stage_two_start_s']:.2f} + "
+              f"{row['after_training_s']:.2f} s, whole training {row['ratio_whole_training']:.3f}; "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in row["pieces_ms"].items()), flush=True)
     command = " ".join(["python benchmarks/training_step_cost.py", *sys.argv[1:]])
     result = {"hardware": pm.hardware("cpu"), "structures": args.structures, "epochs": args.epochs, "rows": rows,

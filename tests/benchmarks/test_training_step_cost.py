@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import ase.io
+import pytest
 import torch
 
 from mace_qeq.modules.models import MACEQEq
@@ -30,8 +31,12 @@ def test_both_stock_loops_train_in_lockstep_and_every_piece_is_timed(tmp_path):
         assert all(t > 0 for t in times[name]["steps_s"] + times[name]["validation_s"])
         assert any(not torch.equal(a, b) for a, b in zip(before[name], setup["model"].parameters())), name
     assert times["MACEQEq"]["stage_two_start_s"] > 0 and times["MACE"]["stage_two_start_s"] == 0
+    assert times["MACEQEq"]["after_training_s"] > 0 and times["MACE"]["after_training_s"] == 0  # refits after
     result = summary(times, "MACE", "MACEQEq")
     assert 0 < result["ratio"]["min"] <= result["ratio"]["median"] <= result["ratio"]["max"]
+    epochs = {name: sum(t["steps_s"]) + sum(t["validation_s"]) for name, t in times.items()}
+    refits = times["MACEQEq"]["stage_two_start_s"] + times["MACEQEq"]["after_training_s"]
+    assert result["ratio_whole_training"] == pytest.approx(epochs["MACE"] / (epochs["MACEQEq"] + refits))
 
     batch = next(iter(setups["MACEQEq"]["train_loader"])).to_dict()
     costs = piece_costs(setups["MACEQEq"]["model"], batch, repeats=2)
