@@ -51,7 +51,6 @@ import ase.io
 import peer_models as pm
 import torch
 
-from mace_qeq.training.offset_refit import refit_energy_offsets
 from training_throughput import CASES
 
 
@@ -183,8 +182,7 @@ def refits_after_training(setup: dict) -> float:
         return 0.0
     start = time.perf_counter()
     for _ in range(2 if setup["swa"] is not None else 1):
-        refit_energy_offsets(setup["model"], setup["train_loader"].dataset, plan.free_heads, plan.batch_size,
-                             setup["device"], skip_heads=plan.skip_heads, seed=plan.seed)
+        plan.refit(setup["model"], setup["train_loader"].dataset, setup["device"])
     return time.perf_counter() - start
 
 

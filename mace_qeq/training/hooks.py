@@ -25,7 +25,7 @@ upstream that would make this module unnecessary.
 import contextlib
 import importlib
 import logging
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import mace.cli.run_train as run_train
 import mace.cli.select_head as select_head
@@ -43,7 +43,7 @@ from .distributed import distributed_data_parallel, open_cpu_process_group
 from .element_fit import ElementBaseline, fit_element_baseline, log_baseline, sample_training_set
 from .loss import WeightedEnergyForcesChargesDipoleLoss
 from .metrics import QEqMetrics
-from .offset_refit import log_refit, refit_energy_offsets
+from .offset_refit import OffsetRefit, log_refit, refit_energy_offsets
 
 # mace.tools re-exports a *function* named ``train`` that shadows the module.
 mace_train = importlib.import_module("mace.tools.train")
@@ -327,6 +327,11 @@ class OffsetRefitPlan(NamedTuple):
     batch_size: int
     seed: int
 
+    def refit(self, model: MACEQEq, dataset, device) -> Optional[OffsetRefit]:
+        """Refit ``model``'s energy offsets to ``dataset`` as this plan says (:func:`refit_energy_offsets`)."""
+        return refit_energy_offsets(model, dataset, self.free_heads, self.batch_size, device,
+                                    skip_heads=self.skip_heads, seed=self.seed)
+
 
 #: Refits to do after training, by id of the model configure_model built (run_train trains one model).
 _offset_refits: Dict[int, OffsetRefitPlan] = {}
@@ -358,8 +363,7 @@ def train(*args, **kwargs):
         if distributed:
             torch.distributed.barrier()  # every rank has read the file before rank 0 overwrites it
         handler.builder.load_checkpoint(state=state, checkpoint=checkpoint, strict=False)
-        refit = refit_energy_offsets(model, kwargs["train_loader"].dataset, plan.free_heads, plan.batch_size,
-                                     kwargs["device"], skip_heads=plan.skip_heads, seed=plan.seed)
+        refit = plan.refit(model, kwargs["train_loader"].dataset, kwargs["device"])
         log_refit(refit)
         if refit is not None and kwargs.get("rank", 0) == 0:
             torch.save(handler.builder.create_checkpoint(state), path)
@@ -404,8 +408,7 @@ def refit_as_stage_two_starts(swa, dataset, plan: OffsetRefitPlan, device) -> No
     def update_parameters(model):
         if not started:
             started.append(True)
-            log_refit(refit_energy_offsets(model, dataset, plan.free_heads, plan.batch_size, device,
-                                           skip_heads=plan.skip_heads, seed=plan.seed))
+            log_refit(plan.refit(model, dataset, device))
         update(model)
 
     averaged.update_parameters = update_parameters
